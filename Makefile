@@ -1,0 +1,59 @@
+# alloctrace: one entry point for setting up, building fixtures, testing and benchmarking.
+# `make demo` and `make test` work on a fresh Debian machine (as root they install what is missing).
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+APT_PACKAGES := gcc g++ make strace libc6-dbg libjemalloc2 libjemalloc-dev \
+	libtcmalloc-minimal4 libmimalloc2.0 musl-tools
+STAMP := $(VENV)/.installed
+
+.PHONY: setup system-packages fixtures demo test lint bench fuzz clean
+
+setup: system-packages $(STAMP) fixtures
+
+# Installs only what is missing, so a second run costs one dpkg-query.
+system-packages:
+	@missing=$$(for p in $(APT_PACKAGES); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; \
+	done); \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			echo "installing: $$missing"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+		else \
+			echo "missing Debian packages: $$missing"; \
+			echo "install them with: sudo apt-get install $$missing"; exit 1; \
+		fi; \
+	fi
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev,notebook]'
+	touch $@
+
+fixtures: system-packages
+	$(MAKE) -s -C fixtures
+
+demo: setup
+	$(BIN)/alloctrace record -o demo-seed.jsonl -- fixtures/build/seed
+	@echo "--- the memory syscalls recorded (first 40 lines of demo-seed.jsonl) ---"
+	@head -n 40 demo-seed.jsonl
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+bench: setup
+	$(BIN)/python -m bench
+
+clean:
+	$(MAKE) -s -C fixtures clean
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache demo-seed.jsonl

@@ -1,0 +1,1 @@
+"""The ground floor: everything that produces a trace, and the trace format itself."""
