@@ -38,7 +38,14 @@ def run(runs: int = 5) -> str:
             ),
         ]
     table = [
-        (name, ref.label, ref.summary(), new.label, new.summary(), f"{new.median / ref.median:.2f}x")
+        (
+            name,
+            ref.label,
+            ref.summary(),
+            new.label,
+            new.summary(),
+            f"{new.median / ref.median:.2f}x",
+        )
         for name, ref, new in rows
     ]
     headers = ["workload", "reference", "ref s (min/med/max)", "alloctrace", "s", "ratio (median)"]
