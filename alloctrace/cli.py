@@ -66,6 +66,33 @@ def record(
     raise typer.Exit(outcome.exit_code)
 
 
+@app.command()
+def report(
+    trace: Annotated[Path, typer.Argument(help="A trace written by `alloctrace record`.")],
+    stacks: Annotated[
+        bool,
+        typer.Option("--stacks", help="Print every event with its call stack (strace -k style)."),
+    ] = False,
+) -> None:
+    """Show a recorded trace.
+
+    Examples:
+
+        alloctrace report --stacks ls.jsonl
+    """
+    from alloctrace.api import load
+    from alloctrace.reporters.stacks import report_lines
+
+    try:
+        loaded = load(trace)
+        for line in report_lines(loaded, stacks=stacks):
+            typer.echo(line)
+    except AlloctraceError as exc:
+        raise _fail(str(exc)) from None
+    except BrokenPipeError:  # `alloctrace report ... | head`
+        sys.stderr.close()
+
+
 def main() -> None:
     """Entry point of the ``alloctrace`` console script."""
     try:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from tracer.records import FORMAT_NAME, FORMAT_VERSION, Header
 from tracer.session import Outcome, Session, StackRecorder, TraceOptions
+from tracer.stacks import StackTable
 from tracer.traceformat import TraceWriter
 
 TRACER_VERSION = "0.1.0"
@@ -77,10 +78,17 @@ def record(
         tracer_version=TRACER_VERSION,
     )
     writer = TraceWriter(output, header)
+    table: StackTable | None = None
+    if stacks is None and options.stacks:
+        stacks = table = StackTable(writer, options.stack_depth)
     session = Session(writer, options, stacks)
     try:
         session.spawn(list(argv), environment)
     except BaseException:
         writer.abandon()
         raise
-    return session.run()
+    try:
+        return session.run()
+    finally:
+        if table is not None:
+            table.close()

@@ -1,0 +1,1 @@
+"""Reporters: each module turns what the library computed into one output format."""

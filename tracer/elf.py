@@ -1,0 +1,470 @@
+"""Cached ELF access with pyelftools: build-id, load layout, call-frame information, symbols.
+
+One ``ElfObject`` per file, cached by build-id (or path, inode and mtime when the file has none)
+in bounded caches, so every process that maps libc shares one parse. Everything is lazy:
+opening reads the ELF and program headers only; call-frame information is found through
+``.eh_frame_hdr`` by bisection and one FDE is decoded when a pc first needs it (pyelftools
+0.32 decodes a single entry in tens of microseconds, the whole of libc's CFI in 20+ ms);
+symbols are read with ``struct`` straight from ``.symtab``/``.dynsym``. pyelftools is pinned to
+0.32: 0.33 raises on ``DW_CFA_GNU_args_size`` (docs/how-it-works.md, "Call stacks").
+"""
+
+from __future__ import annotations
+
+import bisect
+import io
+import os
+import struct
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, BinaryIO, Final
+
+from elftools.common.exceptions import ELFError
+from elftools.dwarf import callframe as _callframe
+from elftools.dwarf import dwarf_expr as _dwarf_expr
+from elftools.dwarf import structs as _dwarf_structs
+from elftools.elf import elffile as _elffile
+
+# pyelftools is only partly annotated: its objects are handled as Any behind this module.
+FDE: Any = _callframe.FDE
+CallFrameInfo: Any = _callframe.CallFrameInfo
+RegisterRule: Any = _callframe.RegisterRule
+DWARFExprParser: Any = _dwarf_expr.DWARFExprParser
+DWARFStructs: Any = _dwarf_structs.DWARFStructs
+ELFFile: Any = _elffile.ELFFile
+
+# DWARF register numbers on x86-64 (System V psABI, figure 3.36).
+RBX: Final = 3
+RBP: Final = 6
+RSP: Final = 7
+RA: Final = 16  # the return address column (rip)
+REGISTER_COUNT: Final = 17
+
+PF_X: Final = 1
+_PAGE_MASK: Final = ~0xFFF
+_STT_FUNC: Final = 2
+_STT_GNU_IFUNC: Final = 10
+_STT_NOTYPE: Final = 0
+_SHF_EXECINSTR: Final = 4
+_SYM = struct.Struct("<IBBHQQ")  # Elf64_Sym
+_DW_EH_PE_OMIT: Final = 0xFF
+_MAX_OBJECTS: Final = 128
+_MAX_ROWS_PER_OBJECT: Final = 65536
+
+# How a register's value in the caller is found (compiled from pyelftools' RegisterRule).
+RULE_OFFSET: Final = 0  # saved at CFA + n
+RULE_VAL_OFFSET: Final = 1  # is CFA + n
+RULE_REGISTER: Final = 2  # is in register n
+RULE_EXPRESSION: Final = 3  # saved at the address the expression computes
+RULE_VAL_EXPRESSION: Final = 4  # is what the expression computes
+RULE_UNDEFINED: Final = 5  # not recoverable (for the return address: outermost frame)
+
+_RULE_TYPES: Final = {
+    RegisterRule.OFFSET: RULE_OFFSET,
+    RegisterRule.VAL_OFFSET: RULE_VAL_OFFSET,
+    RegisterRule.REGISTER: RULE_REGISTER,
+    RegisterRule.EXPRESSION: RULE_EXPRESSION,
+    RegisterRule.VAL_EXPRESSION: RULE_VAL_EXPRESSION,
+    RegisterRule.UNDEFINED: RULE_UNDEFINED,
+}
+
+# A DWARF expression compiled to (operation name, arguments) pairs (see tracer.unwind).
+Expression = tuple[tuple[str, tuple[int, ...]], ...]
+RegisterRecovery = tuple[int, int, int | Expression]  # (register, RULE_*, offset/reg/expr)
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """One PT_LOAD program header."""
+
+    vaddr: int
+    offset: int
+    filesz: int
+    memsz: int
+    flags: int
+
+
+@dataclass(frozen=True, slots=True)
+class CfiRow:
+    """The unwinding rule at one address: how to find the CFA, the return address, saved registers.
+
+    The CFA is ``register + offset`` or, when ``cfa_expr`` is set, what that expression computes.
+    ``ra`` is the return address's rule (None: the CFI does not say, so it cannot be trusted);
+    ``saved`` the callee-saved registers that the frame stored; ``signal`` marks a signal
+    trampoline's frame (its caller's pc is exact, not a return address).
+    """
+
+    cfa_reg: int
+    cfa_offset: int
+    cfa_expr: Expression | None
+    ra: RegisterRecovery | None
+    saved: tuple[RegisterRecovery, ...]
+    signal: bool
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionSymbols:
+    """Function symbols of one object sorted by address, for bisection."""
+
+    starts: tuple[int, ...]
+    ends: tuple[int, ...]
+    names: tuple[str, ...]
+
+    def lookup(self, vaddr: int) -> tuple[str, int] | None:
+        """(name, offset) of the function containing ``vaddr``, or None."""
+        i = bisect.bisect_right(self.starts, vaddr) - 1
+        if i < 0 or vaddr >= self.ends[i]:
+            return None
+        return self.names[i], vaddr - self.starts[i]
+
+
+_NO_ROW: Final = CfiRow(0, 0, None, None, (), False)  # placeholder meaning "no CFI here"
+
+
+class ElfObject:
+    """One ELF file: headers read at open, CFI and symbols on demand, all cached."""
+
+    def __init__(self, path: str, data: BinaryIO) -> None:
+        self.path = path
+        self._stream = data
+        self._elf: Any = ELFFile(data)
+        if self._elf.elfclass != 64 or not self._elf.little_endian:
+            raise ELFError("not a 64-bit little-endian ELF object")
+        self.e_type: str = self._elf["e_type"]
+        self.segments: tuple[Segment, ...] = tuple(
+            Segment(s["p_vaddr"], s["p_offset"], s["p_filesz"], s["p_memsz"], s["p_flags"])
+            for s in self._elf.iter_segments()
+            if s["p_type"] == "PT_LOAD"
+        )
+        self.build_id = self._read_build_id()
+        self._rows: dict[int, CfiRow] = {}
+        self._cfi_index: tuple[list[int], list[int]] | None = None
+        self._cfi: Any = None  # pyelftools CallFrameInfo
+        self._cfi_entries: dict[int, Any] | None = None  # offset → FDE when parsed eagerly
+        self._symbols: FunctionSymbols | None = None
+        self._expr_parser: Any = DWARFExprParser(
+            DWARFStructs(little_endian=True, dwarf_format=32, address_size=8)
+        )
+
+    # -- identity and layout ----------------------------------------------------------------
+
+    def _read_build_id(self) -> str | None:
+        for section in self._elf.iter_sections():
+            if section["sh_type"] != "SHT_NOTE":
+                continue
+            for note in section.iter_notes():
+                if note["n_type"] == "NT_GNU_BUILD_ID":
+                    return str(note["n_desc"])
+        return None
+
+    def bias_for(self, addr: int, offset: int) -> int:
+        """The load bias implied by a mapping of file ``offset`` at address ``addr``."""
+        for seg in self.segments:
+            start = seg.offset & _PAGE_MASK
+            if start <= offset < seg.offset + max(seg.filesz, 1):
+                return addr - ((seg.vaddr & _PAGE_MASK) + (offset - start))
+        if self.segments:
+            first = self.segments[0]
+            return addr - (first.vaddr & _PAGE_MASK) + (first.offset & _PAGE_MASK) - offset
+        return addr - offset
+
+    def is_executable(self, vaddr: int) -> bool:
+        """True when ``vaddr`` lies in an executable PT_LOAD segment."""
+        return any(s.flags & PF_X and s.vaddr <= vaddr < s.vaddr + s.memsz for s in self.segments)
+
+    def read_vaddr(self, vaddr: int, size: int) -> bytes:
+        """File bytes at ``vaddr`` (code and read-only data), b"" outside file-backed segments."""
+        for seg in self.segments:
+            if seg.vaddr <= vaddr and vaddr + size <= seg.vaddr + seg.filesz:
+                self._stream.seek(seg.offset + vaddr - seg.vaddr)
+                return self._stream.read(size)
+        return b""
+
+    def section_data(self, name: str) -> bytes | None:
+        """The bytes of section ``name`` (None when absent or without file contents)."""
+        section = self._elf.get_section_by_name(name)
+        if section is None or section["sh_type"] == "SHT_NOBITS":
+            return None
+        data: bytes = section.data()
+        return data
+
+    # -- call-frame information -------------------------------------------------------------
+
+    def cfi_row(self, vaddr: int) -> CfiRow | None:
+        """The unwinding rule at ``vaddr`` (None when no FDE covers it); cached per address."""
+        row = self._rows.get(vaddr)
+        if row is None:
+            row = self._decode_row(vaddr)
+            if len(self._rows) >= _MAX_ROWS_PER_OBJECT:
+                self._rows.clear()
+            self._rows[vaddr] = row
+        return None if row is _NO_ROW else row
+
+    def _decode_row(self, vaddr: int) -> CfiRow:
+        fde = self._find_fde(vaddr)
+        if fde is None:
+            return _NO_ROW
+        start = fde["initial_location"]
+        if not start <= vaddr < start + fde["address_range"]:
+            return _NO_ROW
+        table = fde.get_decoded().table
+        found: dict[Any, Any] | None = None
+        for line in table:
+            if line["pc"] > vaddr:
+                break
+            found = line
+        if found is None:
+            return _NO_ROW
+        return self._compile(found, fde)
+
+    def _compile(self, line: dict[Any, Any], fde: Any) -> CfiRow:
+        cfa = line["cfa"]
+        expr = self._expression(cfa.expr) if cfa.expr is not None else None
+        ra: RegisterRecovery | None = None
+        saved: list[RegisterRecovery] = []
+        for reg, rule in line.items():
+            if not isinstance(reg, int) or reg >= REGISTER_COUNT:
+                continue
+            kind = _RULE_TYPES.get(rule.type)
+            if kind is None:  # SAME_VALUE, ARCHITECTURAL: nothing to do
+                continue
+            arg: int | Expression = rule.arg if rule.arg is not None else 0
+            if kind in (RULE_EXPRESSION, RULE_VAL_EXPRESSION):
+                arg = self._expression(rule.arg)
+            recovery = (reg, kind, arg)
+            if reg == RA:
+                ra = recovery
+            else:
+                saved.append(recovery)
+        cie = fde.cie
+        signal = bool(cie is not None and b"S" in (cie.header.get("augmentation") or b""))
+        return CfiRow(
+            cfa.reg if cfa.reg is not None else -1,
+            cfa.offset or 0,
+            expr,
+            ra,
+            tuple(saved),
+            signal,
+        )
+
+    def _expression(self, raw: list[int]) -> Expression:
+        ops = self._expr_parser.parse_expr(raw)
+        return tuple((op.op_name, tuple(int(a) for a in op.args)) for op in ops)
+
+    def _find_fde(self, vaddr: int) -> Any:
+        if self._cfi_index is None:
+            self._cfi_index = self._build_cfi_index()
+        starts, offsets = self._cfi_index
+        i = bisect.bisect_right(starts, vaddr) - 1
+        if i < 0 or self._cfi is None:
+            return None
+        offset = offsets[i]
+        if self._cfi_entries is not None:
+            return self._cfi_entries.get(offset)
+        entry = self._cfi._parse_entry_at(offset)
+        return entry if isinstance(entry, FDE) else None
+
+    def _build_cfi_index(self) -> tuple[list[int], list[int]]:
+        """Sorted FDE start addresses and their offsets in the CFI section."""
+        structs = DWARFStructs(little_endian=True, dwarf_format=32, address_size=8)
+        eh_frame = self._elf.get_section_by_name(".eh_frame")
+        if eh_frame is not None and eh_frame["sh_type"] != "SHT_NOBITS":
+            data = eh_frame.data()
+            self._cfi = CallFrameInfo(
+                io.BytesIO(data), len(data), eh_frame["sh_addr"], structs, for_eh_frame=True
+            )
+            index = self._eh_frame_hdr_index(eh_frame["sh_addr"])
+            if index is not None:
+                return index
+        else:
+            debug_frame = self._elf.get_section_by_name(".debug_frame")
+            if debug_frame is None or debug_frame["sh_type"] == "SHT_NOBITS":
+                return [], []
+            data = debug_frame.data()
+            self._cfi = CallFrameInfo(io.BytesIO(data), len(data), 0, structs)
+        # No usable .eh_frame_hdr: parse every entry once (slower, still cached).
+        return self._eager_index()
+
+    def _eh_frame_hdr_index(self, eh_frame_addr: int) -> tuple[list[int], list[int]] | None:
+        hdr = self._elf.get_section_by_name(".eh_frame_hdr")
+        if hdr is None:
+            return None
+        data = hdr.data()
+        # version 1, eh_frame_ptr pcrel|sdata4, fde_count udata4, table datarel|sdata4: what
+        # GNU ld, gold, lld and mold all write on x86-64. Anything else: the eager path.
+        if len(data) < 12 or data[0] != 1 or data[2] != 0x03 or data[3] != 0x3B:
+            return None
+        (count,) = struct.unpack_from("<I", data, 8)
+        if 12 + 8 * count > len(data):
+            return None
+        base = hdr["sh_addr"]
+        table = struct.unpack_from(f"<{2 * count}i", data, 12)
+        starts = [base + loc for loc in table[0::2]]
+        offsets = [base + fde - eh_frame_addr for fde in table[1::2]]
+        return starts, offsets
+
+    def _eager_index(self) -> tuple[list[int], list[int]]:
+        assert self._cfi is not None
+        entries: dict[int, Any] = {}
+        pairs: list[tuple[int, int]] = []
+        for entry in self._cfi.get_entries():
+            if isinstance(entry, FDE):
+                entries[entry.offset] = entry
+                pairs.append((entry["initial_location"], entry.offset))
+        pairs.sort()
+        self._cfi_entries = entries
+        return [p[0] for p in pairs], [p[1] for p in pairs]
+
+    # -- symbols ----------------------------------------------------------------------------
+
+    def debuglink(self) -> tuple[str, int] | None:
+        """The ``.gnu_debuglink`` file name and CRC32, when the object names a debug file."""
+        data = self.section_data(".gnu_debuglink")
+        if not data or b"\0" not in data:
+            return None
+        name, _, rest = data.partition(b"\0")
+        crc_at = (len(name) + 4) & ~3
+        crc = struct.unpack_from("<I", data, crc_at)[0] if len(data) >= crc_at + 4 else 0
+        del rest
+        return name.decode(errors="replace"), crc
+
+    def has_symtab(self) -> bool:
+        """True when the object carries a full ``.symtab`` (not only dynamic symbols)."""
+        section = self._elf.get_section_by_name(".symtab")
+        return section is not None and section["sh_type"] == "SHT_SYMTAB"
+
+    def function_symbols(self) -> FunctionSymbols:
+        """Functions from ``.symtab`` and ``.dynsym``; aliases resolved to the plainest name."""
+        if self._symbols is None:
+            self._symbols = self._read_symbols()
+        return self._symbols
+
+    def _read_symbols(self) -> FunctionSymbols:
+        best: dict[int, tuple[tuple[int, int, int, int], str, int]] = {}
+        executable: dict[int, bool] = {}  # section index → SHF_EXECINSTR
+        for section_name in (".symtab", ".dynsym"):
+            section = self._elf.get_section_by_name(section_name)
+            if section is None or section["sh_type"] not in ("SHT_SYMTAB", "SHT_DYNSYM"):
+                continue
+            strtab = self._elf.get_section(section["sh_link"]).data()
+            raw = section.data()
+            raw = raw[: len(raw) - len(raw) % _SYM.size]
+            for st_name, st_info, _other, shndx, value, size in _SYM.iter_unpack(raw):
+                kind = st_info & 0xF
+                if shndx == 0 or shndx >= 0xFF00 or value == 0:
+                    continue
+                if kind == _STT_NOTYPE:  # assembler labels (ld.so's _start): code only
+                    if shndx not in executable:
+                        flags = self._elf.get_section(shndx)["sh_flags"]
+                        executable[shndx] = bool(flags & _SHF_EXECINSTR)
+                    if not executable[shndx]:
+                        continue
+                elif kind not in (_STT_FUNC, _STT_GNU_IFUNC):
+                    continue
+                end = strtab.find(b"\0", st_name)
+                name = strtab[st_name:end].decode(errors="replace").split("@", 1)[0]
+                if not name or name.startswith(".L"):
+                    continue
+                binding = st_info >> 4
+                rank = (
+                    kind == _STT_NOTYPE,
+                    len(name) - len(name.lstrip("_")),
+                    {1: 0, 2: 1}.get(binding, 2),
+                    len(name),
+                )
+                current = best.get(value)
+                if current is None:
+                    best[value] = (rank, name, size)
+                elif rank < current[0]:
+                    best[value] = (rank, name, max(size, current[2]))
+                elif size > current[2]:
+                    best[value] = (current[0], current[1], size)
+        starts = sorted(best)
+        ends: list[int] = []
+        for i, start in enumerate(starts):
+            size = best[start][2]
+            if size:
+                ends.append(start + size)
+            else:  # an assembler label without a size: up to the next function
+                ends.append(starts[i + 1] if i + 1 < len(starts) else start + 1)
+        return FunctionSymbols(tuple(starts), tuple(ends), tuple(best[s][1] for s in starts))
+
+    def close(self) -> None:
+        """Release the file."""
+        self._stream.close()
+
+
+class _Cache:
+    """Bounded LRU of opened objects: by file identity and by build-id."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.by_file: OrderedDict[tuple[str, int, int, int, int], ElfObject | None] = OrderedDict()
+        # A build-id alone does not name one file: an object and its separate debug file share
+        # it. (build-id, size) does.
+        self.by_build_id: dict[tuple[str, int], ElfObject] = {}
+
+    def get(self, path: str) -> ElfObject | None:
+        try:
+            info = os.stat(path)
+        except OSError:
+            return None
+        key = (path, info.st_dev, info.st_ino, info.st_mtime_ns, info.st_size)
+        if key in self.by_file:
+            self.by_file.move_to_end(key)
+            return self.by_file[key]
+        obj = _open(path)
+        build_id = obj.build_id if obj is not None else None
+        if obj is not None and build_id is not None:
+            shared = self.by_build_id.get((build_id, info.st_size))
+            if shared is not None:  # the same object under another name: share its caches
+                obj.close()
+                obj = shared
+            else:
+                self.by_build_id[build_id, info.st_size] = obj
+        self.by_file[key] = obj
+        if len(self.by_file) > self.size:
+            _, old = self.by_file.popitem(last=False)
+            if old is not None and old not in self.by_file.values():
+                for bkey in [k for k, v in self.by_build_id.items() if v is old]:
+                    del self.by_build_id[bkey]
+                old.close()
+        return obj
+
+
+def _open(path: str) -> ElfObject | None:
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 - owned by the ElfObject
+    except OSError:
+        return None
+    try:
+        if handle.read(4) != b"\x7fELF":
+            handle.close()
+            return None
+        handle.seek(0)
+        return ElfObject(path, handle)
+    except (ELFError, OSError, ValueError, struct.error, KeyError):
+        handle.close()
+        return None
+
+
+_CACHE = _Cache(_MAX_OBJECTS)
+
+
+def open_elf(path: str) -> ElfObject | None:
+    """The cached ELF object at ``path``; None when it is missing or not a usable ELF file."""
+    return _CACHE.get(path)
+
+
+def elf_from_bytes(name: str, data: bytes) -> ElfObject | None:
+    """An ELF object from memory (e.g. the vDSO read from a process); not cached."""
+    try:
+        return ElfObject(name, io.BytesIO(data))
+    except (ELFError, ValueError, struct.error, KeyError):
+        return None
+
+
+def build_id_of(path: str) -> str | None:
+    """The GNU build-id of the file at ``path`` (hex), if it is an ELF object that has one."""
+    obj = open_elf(path)
+    return None if obj is None else obj.build_id
