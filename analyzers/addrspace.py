@@ -1,0 +1,90 @@
+"""A process's address space replayed from its syscalls: which owner holds each range."""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, replace
+
+
+@dataclass(frozen=True, slots=True)
+class Region:
+    """A range of addresses created by one classified call, with what it is for."""
+
+    start: int
+    end: int
+    category: str
+    owner: str
+    role: str
+    object: str | None = None
+    prot: int = 0
+
+
+class AddressSpace:
+    """Non-overlapping regions kept sorted by start; new mappings replace what they cover."""
+
+    def __init__(self) -> None:
+        self._starts: list[int] = []
+        self._regions: list[Region] = []
+
+    def copy(self) -> AddressSpace:
+        """A fork's child starts with the same regions."""
+        other = AddressSpace()
+        other._starts = list(self._starts)
+        other._regions = list(self._regions)
+        return other
+
+    def regions(self) -> list[Region]:
+        """All regions, in address order."""
+        return list(self._regions)
+
+    def find(self, addr: int) -> Region | None:
+        """The region containing ``addr``."""
+        i = bisect.bisect_right(self._starts, addr) - 1
+        if i >= 0 and self._regions[i].end > addr:
+            return self._regions[i]
+        return None
+
+    def overlapping(self, start: int, end: int) -> list[Region]:
+        """Regions that intersect [start, end)."""
+        i = max(bisect.bisect_right(self._starts, start) - 1, 0)
+        out = []
+        while i < len(self._regions) and self._regions[i].start < end:
+            if self._regions[i].end > start:
+                out.append(self._regions[i])
+            i += 1
+        return out
+
+    def remove(self, start: int, end: int) -> None:
+        """Forget [start, end): regions that straddle the edges are cut."""
+        if end <= start:
+            return
+        i = max(bisect.bisect_right(self._starts, start) - 1, 0)
+        keep_before: list[Region] = []
+        j = i
+        while j < len(self._regions) and self._regions[j].start < end:
+            region = self._regions[j]
+            if region.end > start:
+                if region.start < start:
+                    keep_before.append(replace(region, end=start))
+                if region.end > end:
+                    keep_before.append(replace(region, start=end))
+            else:
+                keep_before.append(region)
+            j += 1
+        self._regions[i:j] = keep_before
+        self._starts[i:j] = [r.start for r in keep_before]
+
+    def add(self, region: Region) -> None:
+        """Map ``region``, replacing whatever it covers (as mmap with MAP_FIXED does)."""
+        if region.end <= region.start:
+            return
+        self.remove(region.start, region.end)
+        i = bisect.bisect_left(self._starts, region.start)
+        self._starts.insert(i, region.start)
+        self._regions.insert(i, region)
+
+    def reprotect(self, start: int, end: int, prot: int) -> None:
+        """mprotect: the covered parts keep their owner and take the new protection."""
+        for region in self.overlapping(start, end):
+            lo, hi = max(region.start, start), min(region.end, end)
+            self.add(replace(region, start=lo, end=hi, prot=prot))

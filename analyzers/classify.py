@@ -1,0 +1,260 @@
+"""Classification: each memory syscall gets a category, owner and role, with the reason why.
+
+By stack when the trace has one (the rules of analyzers/rules/default.toml decide), else by the
+documented argument signatures of analyzers/heuristics.py. Calls that touch an existing mapping
+(munmap, mprotect, madvise, mremap) and that no rule claims inherit the owner of that mapping,
+which the address-space replay (analyzers/addrspace.py) knows.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable, Sequence
+
+from analyzers import heuristics
+from analyzers.addrspace import Region
+from analyzers.model import Classified, ProcessState
+from analyzers.rules import RuleSet, default_rules
+from analyzers.symbols import ResolvedFrame, Symbolizer
+from tracer import flags
+from tracer.records import Exec, Spawn, Syscall
+from tracer.traceformat import TraceData
+
+FramesOf = Callable[[Syscall], Sequence[ResolvedFrame]]
+
+
+def frames_resolver(trace: TraceData, symbolizer: Symbolizer | None = None) -> FramesOf:
+    """Resolved frames of each event's stack, each stack resolved once."""
+    names = symbolizer or Symbolizer()
+    cache: dict[int, tuple[ResolvedFrame, ...]] = {}
+
+    def frames_of(event: Syscall) -> Sequence[ResolvedFrame]:
+        if event.stack is None or event.stack not in trace.stacks:
+            return ()
+        found = cache.get(event.stack)
+        if found is None:
+            found = names.resolve_all(trace.stacks[event.stack].frames, trace.modules)
+            cache[event.stack] = found
+        return found
+
+    return frames_of
+
+
+class Classifier:
+    """Replays a trace's events in order, classifying each syscall."""
+
+    def __init__(self, rules: RuleSet | None = None) -> None:
+        self.rules = rules or default_rules()
+
+    def classify(self, trace: TraceData, frames_of: FramesOf | None = None) -> list[Classified]:
+        """Every syscall of ``trace`` with its classification, in trace order."""
+        frames = frames_of or frames_resolver(trace)
+        states: dict[int, ProcessState] = {}
+        out: list[Classified] = []
+        for event in trace.events:
+            if isinstance(event, Exec):
+                states[event.pid] = ProcessState(event.pid, exe=event.path)
+            elif isinstance(event, Spawn) and event.how != "thread":
+                parent = states.get(event.parent_pid)
+                if parent is not None:
+                    states[event.pid] = ProcessState(
+                        event.pid,
+                        exe=parent.exe,
+                        space=parent.space.copy(),
+                        spans=dict(parent.spans),
+                        seen_mmap=True,
+                        brk_calls=parent.brk_calls,
+                    )
+            elif isinstance(event, Syscall):
+                state = states.get(event.pid)
+                if state is None:
+                    state = states[event.pid] = ProcessState(event.pid, exe=trace.header.program)
+                result = self._classify_one(event, frames(event), state)
+                self._remember(event, result, state)
+                out.append(result)
+        return out
+
+    def _classify_one(
+        self, event: Syscall, stack: Sequence[ResolvedFrame], state: ProcessState
+    ) -> Classified:
+        decided = self._by_stack(event, stack, state) if stack else None
+        if decided is None:
+            decided = self._by_region(event, state)
+        if decided is None:
+            decided = heuristics.classify(event, state)
+        if decided.category == "loader":
+            decided = self._loader_details(event, decided, state)
+        return decided
+
+    def _by_stack(
+        self, event: Syscall, stack: Sequence[ResolvedFrame], state: ProcessState
+    ) -> Classified | None:
+        wrappers = self.rules.wrappers
+        decider = next((f for f in stack if f.function is None or f.function not in wrappers), None)
+        if decider is None:
+            return None
+        is_exe = decider.object is not None and _same_file(decider.object, state.exe)
+        name = decider.object_name
+        functions = [f.function for f in stack if f.function]
+        for rule in self.rules.rules:
+            if not rule.claims(name, is_exe, decider.function):
+                continue
+            if rule.context is not None and not any(rule.context.fullmatch(f) for f in functions):
+                continue
+            role = rule.role
+            for candidate in rule.roles:
+                if candidate.syscalls and event.syscall not in candidate.syscalls:
+                    continue
+                pattern = candidate.functions
+                if pattern is None or any(pattern.fullmatch(f) for f in functions):
+                    role = candidate.name
+                    break
+            return Classified(
+                event,
+                rule.category,
+                rule.owner,
+                role,
+                f"{decider} (rule {rule.id})",
+                "stack",
+                decider.object,
+                decider.function,
+            )
+        if decider.object is None:
+            return None
+        # Unclaimed code: the program itself, or a library it uses.
+        owner = os.path.basename(state.exe) if is_exe else name
+        return Classified(
+            event,
+            "user",
+            owner,
+            "own call",
+            f"{decider} is the program's code" if is_exe else f"{decider} (a library it uses)",
+            "stack",
+            decider.object,
+            decider.function,
+        )
+
+    def _by_region(self, event: Syscall, state: ProcessState) -> Classified | None:
+        """munmap/mprotect/madvise/mremap of a mapping whose owner is known."""
+        if event.syscall not in ("munmap", "mprotect", "madvise", "mremap") or event.addr is None:
+            return None
+        region = state.space.find(event.addr)
+        if region is None:
+            return None
+        role = {
+            "munmap": "unmap",
+            "mprotect": "change protection",
+            "madvise": "advise",
+            "mremap": "remap",
+        }[event.syscall]
+        return Classified(
+            event,
+            region.category,
+            region.owner,
+            f"{role} ({region.role})",
+            f"inside a {region.owner} mapping ({region.role}) at {region.start:#x}",
+            "region",
+            region.object,
+        )
+
+    def _loader_details(self, event: Syscall, found: Classified, state: ProcessState) -> Classified:
+        """Name the object a loader call works on and the segment kind."""
+        obj = found.object if found.object and not _is_loader_object(found.object) else None
+        segment = None
+        if event.syscall == "mmap" and event.path and event.path != "/etc/ld.so.cache":
+            obj = event.path
+            fixed = (event.flags or 0) & flags.MAP_FIXED
+            prot = event.prot or 0
+            if not fixed:
+                segment = "span"
+            elif prot & flags.PROT_EXEC:
+                segment = "text"
+            elif prot & flags.PROT_WRITE:
+                segment = "data"
+            else:
+                segment = "rodata"
+        elif event.addr is not None:
+            owner = _object_at(state, event.addr)
+            if owner is not None:
+                obj = owner
+                if event.syscall == "mmap":
+                    segment = "bss"
+                elif event.syscall == "mprotect":
+                    segment = "relro" if event.prot == flags.PROT_READ else "gap"
+                elif event.syscall == "munmap":
+                    segment = "span"
+        return Classified(
+            found.event,
+            found.category,
+            found.owner,
+            found.role,
+            found.reason,
+            found.decided_by,
+            obj,
+            found.function,
+            segment,
+        )
+
+    def _remember(self, event: Syscall, result: Classified, state: ProcessState) -> None:
+        """Replay the call into the process's address space."""
+        if event.result is None:
+            return
+        region = Region(0, 0, result.category, result.owner, result.role, result.object)
+        if event.syscall == "mmap":
+            state.seen_mmap = True
+            start, end = event.result, event.result + _pages(event.length)
+            state.space.add(_at(region, start, end, event.prot or 0))
+            if (
+                event.path
+                and result.category == "loader"
+                and not (event.flags or 0) & flags.MAP_FIXED
+            ):
+                state.spans[event.path] = (start, end)
+        elif event.syscall == "munmap" and event.addr is not None:
+            state.space.remove(event.addr, event.addr + _pages(event.length))
+        elif event.syscall == "mprotect" and event.addr is not None:
+            state.space.reprotect(event.addr, event.addr + _pages(event.length), event.prot or 0)
+        elif event.syscall == "mremap" and event.addr is not None:
+            old = state.space.find(event.addr)
+            state.space.remove(event.addr, event.addr + _pages(event.length))
+            keep = old if old is not None else region
+            start = event.result
+            state.space.add(_at(keep, start, start + _pages(event.new_length), keep.prot))
+        elif event.syscall == "brk":
+            state.brk_calls += 1
+
+
+def _at(region: Region, start: int, end: int, prot: int) -> Region:
+    return Region(start, end, region.category, region.owner, region.role, region.object, prot)
+
+
+def _pages(length: int | None) -> int:
+    size = length or 0
+    return (size + 4095) & ~4095
+
+
+def _object_at(state: ProcessState, addr: int) -> str | None:
+    for path, (start, end) in state.spans.items():
+        if start <= addr < end:
+            return path
+    return None
+
+
+def _is_loader_object(path: str) -> bool:
+    return os.path.basename(path).startswith(("ld-linux", "ld-musl"))
+
+
+@functools.lru_cache(maxsize=1024)
+def _same_file(a: str, b: str) -> bool:
+    if a == b:
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.basename(a) == os.path.basename(b)
+
+
+def classify(trace: TraceData, rules: RuleSet | None = None) -> list[Classified]:
+    """Classify every syscall of a trace (by stack where it has them, else by heuristics)."""
+    return Classifier(rules).classify(trace)

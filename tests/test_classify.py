@@ -1,0 +1,114 @@
+"""Classification of real traced fixtures: loader, allocator, thread stacks, the program's own."""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from analyzers.classify import classify
+from analyzers.heuristics import classify as by_heuristic
+from analyzers.model import Classified, ProcessState
+from tests.helpers import fixture, preload_env, record
+from tracer.records import Exec, Syscall
+from tracer.traceformat import TraceData
+
+
+def _classified(tmp_path: Path, argv: list[str], allocator: str | None = None) -> list[Classified]:
+    result = record(tmp_path, argv, env=preload_env(allocator))
+    assert result.returncode == 0, result.stderr
+    assert result.trace is not None
+    return classify(result.trace.data)
+
+
+def test_seed_glibc_first_malloc_grows_the_heap(tmp_path: Path) -> None:
+    classified = _classified(tmp_path, [fixture("seed")])
+    brks = [c for c in classified if c.event.syscall == "brk"]
+    assert (brks[0].category, brks[0].owner) == ("loader", "ld.so")
+    assert [(c.category, c.owner, c.role) for c in brks[1:]] == [
+        ("allocator", "glibc", "grow main heap")
+    ] * 2
+    assert all(c.decided_by == "stack" for c in classified)
+    loader_maps = [c for c in classified if c.category == "loader" and c.event.path]
+    assert {os.path.basename(c.object or "") for c in loader_maps} >= {"libc.so.6"}
+    assert not [c for c in classified if c.category == "other"]
+
+
+def test_seed_jemalloc_objects_and_startup_calls(tmp_path: Path) -> None:
+    classified = _classified(tmp_path, [fixture("seed-jemalloc")])
+    mapped = Counter(
+        os.path.basename(c.object or "")
+        for c in classified
+        if c.category == "loader" and c.event.syscall == "mmap" and c.segment is not None
+    )
+    for name in ("libjemalloc.so.2", "libstdc++.so.6", "libm.so.6", "libgcc_s.so.1", "libc.so.6"):
+        assert any(obj.startswith(name) for obj in mapped), name
+    own = [c for c in classified if c.owner == "jemalloc"]
+    assert own and all(c.category == "allocator" for c in own)
+    sizes = Counter(c.event.length for c in own if c.event.syscall == "mmap")
+    assert sizes[4096] >= 2 and sizes[2 << 20] >= 2 and sizes[4 << 20] >= 1
+
+
+@pytest.mark.parametrize("allocator", [None, "jemalloc", "tcmalloc", "mimalloc"])
+def test_usermmap_own_calls_are_user_under_every_allocator(
+    tmp_path: Path, allocator: str | None
+) -> None:
+    result = record(tmp_path, [fixture("usermmap"), "--threads", "4"], env=preload_env(allocator))
+    assert result.returncode == 0, result.stderr
+    assert result.trace is not None
+    reported = sum(int(r["total"]) for r in result.reports("usermmap") if "total" in r)
+    classified = classify(result.trace.data)
+    user = [c for c in classified if c.category == "user"]
+    assert len(user) == reported
+    assert {c.owner for c in user} == {"usermmap"}
+
+
+def test_threads_stacks_and_arenas(tmp_path: Path) -> None:
+    classified = _classified(tmp_path, [fixture("threads"), "8"])
+    stacks = [c for c in classified if c.category == "thread-stack" and c.event.syscall == "mmap"]
+    assert len(stacks) == 8
+    assert all(c.event.prot == 0 for c in stacks), "stack + guard reserved PROT_NONE first"
+    heaps = [c for c in classified if c.role == "reserve arena heap"]
+    assert 1 <= len(heaps) <= 8
+    assert all(c.event.tid != c.event.pid for c in heaps), "each heap is made by a worker thread"
+
+
+def _heuristic_agreement(trace: TraceData, classified: list[Classified]) -> float:
+    states: dict[int, ProcessState] = {}
+    agree = 0
+    by_seq = {c.event.seq: c for c in classified}
+    for event in trace.events:
+        if isinstance(event, Exec):
+            states[event.pid] = ProcessState(event.pid, exe=event.path)
+        if not isinstance(event, Syscall):
+            continue
+        state = states.setdefault(event.pid, ProcessState(event.pid))
+        guess = by_heuristic(event, state)
+        truth = by_seq[event.seq]
+        agree += guess.category == truth.category
+        if event.syscall == "brk":
+            state.brk_calls += 1
+        elif event.syscall == "mmap":
+            state.seen_mmap = True
+            if truth.category == "loader" and event.path and event.result is not None:
+                state.spans[event.path] = (event.result, event.result + (event.length or 0))
+    return agree / max(len(classified), 1)
+
+
+def test_heuristics_agree_with_stacks_on_fixtures(tmp_path: Path) -> None:
+    total = agree = 0.0
+    for argv, allocator in [
+        (["seed"], None),
+        (["seed-jemalloc"], None),
+        (["big"], None),
+        (["seed"], "mimalloc"),
+        (["seed"], "tcmalloc"),
+    ]:
+        result = record(tmp_path, [fixture(argv[0])], env=preload_env(allocator))
+        assert result.trace is not None
+        classified = classify(result.trace.data)
+        agree += _heuristic_agreement(result.trace.data, classified) * len(classified)
+        total += len(classified)
+    assert agree / total >= 0.80
