@@ -13,6 +13,7 @@ looked up at ``pc - 1``, the offset shown is still that of the return address, a
 from __future__ import annotations
 
 import os
+import struct
 import zlib
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Final
 
 import cxxfilt
+from elftools.common.exceptions import ELFError
 
 from tracer import elf
 from tracer.records import Frame, Module
@@ -116,16 +118,19 @@ class Symbolizer:
         if found is not None:
             return found
         tables: list[elf.FunctionSymbols] = []
-        debug = self.debug_file(path, build_id)
-        if debug is not None:
-            dobj = elf.open_elf(debug)
-            if dobj is not None and (build_id is None or dobj.build_id in (None, build_id)):
-                tables.append(dobj.function_symbols())
-        if path is not None:
-            obj = elf.open_elf(path)
-            # A file replaced since the recording (another build-id) would give wrong names.
-            if obj is not None and (build_id is None or obj.build_id == build_id):
-                tables.append(obj.function_symbols())
+        try:
+            debug = self.debug_file(path, build_id)
+            if debug is not None:
+                dobj = elf.open_elf(debug)
+                if dobj is not None and (build_id is None or dobj.build_id in (None, build_id)):
+                    tables.append(dobj.function_symbols())
+            if path is not None:
+                obj = elf.open_elf(path)
+                # A file replaced since the recording (another build-id) would give wrong names.
+                if obj is not None and (build_id is None or obj.build_id == build_id):
+                    tables.append(obj.function_symbols())
+        except (OSError, ValueError, KeyError, IndexError, struct.error, ELFError):
+            pass  # a damaged object: what was read so far, else object+offset
         self._tables[key] = tables
         return tables
 
@@ -157,6 +162,10 @@ class Symbolizer:
         address = frame.pc - module.bias
         lookup = address if frame.how == "regs" else address - 1
         found = self.function_at(module.path, module.build_id, lookup)
+        if found is None and lookup != address:
+            # A signal trampoline's return address is its first instruction (the handler
+            # returns into it): pc - 1 is padding before it.
+            found = self.function_at(module.path, module.build_id, address)
         if found is None:
             return ResolvedFrame(
                 frame.pc,

@@ -119,6 +119,46 @@ class FunctionSymbols:
 
 
 _NO_ROW: Final = CfiRow(0, 0, None, None, (), False)  # placeholder meaning "no CFI here"
+_STRUCTS: Any = DWARFStructs(little_endian=True, dwarf_format=32, address_size=8)
+
+
+class _CfiSource:
+    """One CFI section: FDE start addresses sorted for bisection, entries decoded on demand.
+
+    With an index (from ``.eh_frame_hdr``) nothing is parsed until a pc asks; without one
+    (``.debug_frame``, or an ``.eh_frame`` without header) every entry is parsed once.
+    """
+
+    def __init__(self, cfi: Any, index: tuple[list[int], list[int]] | None = None) -> None:
+        self.cfi = cfi
+        self.entries: dict[int, Any] | None = None  # offset → FDE when parsed eagerly
+        if index is None:
+            entries: dict[int, Any] = {}
+            pairs: list[tuple[int, int]] = []
+            for entry in cfi.get_entries():
+                if isinstance(entry, FDE):
+                    entries[entry.offset] = entry
+                    pairs.append((entry["initial_location"], entry.offset))
+            pairs.sort()
+            self.entries = entries
+            index = ([p[0] for p in pairs], [p[1] for p in pairs])
+        self.starts, self.offsets = index
+
+    def find(self, vaddr: int) -> Any:
+        """The FDE covering ``vaddr``, or None."""
+        i = bisect.bisect_right(self.starts, vaddr) - 1
+        if i < 0:
+            return None
+        offset = self.offsets[i]
+        fde: Any = (
+            self.entries.get(offset)
+            if self.entries is not None
+            else self.cfi._parse_entry_at(offset)
+        )
+        if not isinstance(fde, FDE):
+            return None
+        start = fde["initial_location"]
+        return fde if start <= vaddr < start + fde["address_range"] else None
 
 
 class ElfObject:
@@ -138,13 +178,9 @@ class ElfObject:
         )
         self.build_id = self._read_build_id()
         self._rows: dict[int, CfiRow] = {}
-        self._cfi_index: tuple[list[int], list[int]] | None = None
-        self._cfi: Any = None  # pyelftools CallFrameInfo
-        self._cfi_entries: dict[int, Any] | None = None  # offset → FDE when parsed eagerly
+        self._cfi_sources: list[_CfiSource] | None = None
         self._symbols: FunctionSymbols | None = None
-        self._expr_parser: Any = DWARFExprParser(
-            DWARFStructs(little_endian=True, dwarf_format=32, address_size=8)
-        )
+        self._expr_parser: Any = DWARFExprParser(_STRUCTS)
 
     # -- identity and layout ----------------------------------------------------------------
 
@@ -194,7 +230,10 @@ class ElfObject:
         """The unwinding rule at ``vaddr`` (None when no FDE covers it); cached per address."""
         row = self._rows.get(vaddr)
         if row is None:
-            row = self._decode_row(vaddr)
+            try:
+                row = self._decode_row(vaddr)
+            except (ELFError, ValueError, KeyError, IndexError, AssertionError, struct.error):
+                row = _NO_ROW  # a malformed entry: treat the pc as having no CFI
             if len(self._rows) >= _MAX_ROWS_PER_OBJECT:
                 self._rows.clear()
             self._rows[vaddr] = row
@@ -203,9 +242,6 @@ class ElfObject:
     def _decode_row(self, vaddr: int) -> CfiRow:
         fde = self._find_fde(vaddr)
         if fde is None:
-            return _NO_ROW
-        start = fde["initial_location"]
-        if not start <= vaddr < start + fde["address_range"]:
             return _NO_ROW
         table = fde.get_decoded().table
         found: dict[Any, Any] | None = None
@@ -252,47 +288,41 @@ class ElfObject:
         return tuple((op.op_name, tuple(int(a) for a in op.args)) for op in ops)
 
     def _find_fde(self, vaddr: int) -> Any:
-        if self._cfi_index is None:
-            self._cfi_index = self._build_cfi_index()
-        starts, offsets = self._cfi_index
-        i = bisect.bisect_right(starts, vaddr) - 1
-        if i < 0 or self._cfi is None:
-            return None
-        offset = offsets[i]
-        if self._cfi_entries is not None:
-            return self._cfi_entries.get(offset)
-        entry = self._cfi._parse_entry_at(offset)
-        return entry if isinstance(entry, FDE) else None
+        if self._cfi_sources is None:
+            self._cfi_sources = self._open_cfi()
+        for source in self._cfi_sources:
+            fde = source.find(vaddr)
+            if fde is not None:
+                return fde
+        return None
 
-    def _build_cfi_index(self) -> tuple[list[int], list[int]]:
-        """Sorted FDE start addresses and their offsets in the CFI section."""
-        structs = DWARFStructs(little_endian=True, dwarf_format=32, address_size=8)
+    def _open_cfi(self) -> list[_CfiSource]:
+        """``.eh_frame`` (indexed by ``.eh_frame_hdr``), then ``.debug_frame``."""
+        sources: list[_CfiSource] = []
         eh_frame = self._elf.get_section_by_name(".eh_frame")
-        if eh_frame is not None and eh_frame["sh_type"] != "SHT_NOBITS":
+        if eh_frame is not None and eh_frame["sh_type"] != "SHT_NOBITS" and eh_frame["sh_size"]:
             data = eh_frame.data()
-            self._cfi = CallFrameInfo(
-                io.BytesIO(data), len(data), eh_frame["sh_addr"], structs, for_eh_frame=True
+            cfi = CallFrameInfo(
+                io.BytesIO(data), len(data), eh_frame["sh_addr"], _STRUCTS, for_eh_frame=True
             )
-            index = self._eh_frame_hdr_index(eh_frame["sh_addr"])
-            if index is not None:
-                return index
-        else:
-            debug_frame = self._elf.get_section_by_name(".debug_frame")
-            if debug_frame is None or debug_frame["sh_type"] == "SHT_NOBITS":
-                return [], []
+            index = self._eh_frame_hdr_index(eh_frame["sh_addr"], len(data))
+            sources.append(_CfiSource(cfi, index))
+        debug_frame = self._elf.get_section_by_name(".debug_frame")
+        if debug_frame is not None and debug_frame["sh_type"] != "SHT_NOBITS":
             data = debug_frame.data()
-            self._cfi = CallFrameInfo(io.BytesIO(data), len(data), 0, structs)
-        # No usable .eh_frame_hdr: parse every entry once (slower, still cached).
-        return self._eager_index()
+            sources.append(_CfiSource(CallFrameInfo(io.BytesIO(data), len(data), 0, _STRUCTS)))
+        return sources
 
-    def _eh_frame_hdr_index(self, eh_frame_addr: int) -> tuple[list[int], list[int]] | None:
+    def _eh_frame_hdr_index(
+        self, eh_frame_addr: int, size: int
+    ) -> tuple[list[int], list[int]] | None:
         hdr = self._elf.get_section_by_name(".eh_frame_hdr")
         if hdr is None:
             return None
         data = hdr.data()
         # version 1, eh_frame_ptr pcrel|sdata4, fde_count udata4, table datarel|sdata4: what
         # GNU ld, gold, lld and mold all write on x86-64. Anything else: the eager path.
-        if len(data) < 12 or data[0] != 1 or data[2] != 0x03 or data[3] != 0x3B:
+        if len(data) < 12 or data[0] != 1 or data[1] != 0x1B or data[2] != 0x03 or data[3] != 0x3B:
             return None
         (count,) = struct.unpack_from("<I", data, 8)
         if 12 + 8 * count > len(data):
@@ -301,19 +331,9 @@ class ElfObject:
         table = struct.unpack_from(f"<{2 * count}i", data, 12)
         starts = [base + loc for loc in table[0::2]]
         offsets = [base + fde - eh_frame_addr for fde in table[1::2]]
+        if any(not 0 <= off < size for off in offsets[:1] + offsets[-1:]):
+            return None
         return starts, offsets
-
-    def _eager_index(self) -> tuple[list[int], list[int]]:
-        assert self._cfi is not None
-        entries: dict[int, Any] = {}
-        pairs: list[tuple[int, int]] = []
-        for entry in self._cfi.get_entries():
-            if isinstance(entry, FDE):
-                entries[entry.offset] = entry
-                pairs.append((entry["initial_location"], entry.offset))
-        pairs.sort()
-        self._cfi_entries = entries
-        return [p[0] for p in pairs], [p[1] for p in pairs]
 
     # -- symbols ----------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import struct
 from collections.abc import Callable, Iterable
 
 from tracer import elf, procfs
@@ -87,6 +88,9 @@ class ProcessModules:
         self.pc_cache: dict[int, PcEntry] = {}
         self.refreshed_misses: set[int] = set()
         self.call_sites: dict[int, bool] = {}  # address → follows a call instruction
+        # Remembered walks (tracer.unwind): (rip, rsp) → (reader, words read, result).
+        self.walks: dict[tuple[int, int], tuple[struct.Struct, tuple[int, ...], tuple[int, ...]]]
+        self.walks = {}
         self.generation = 0
         # Names this map's contents: equal in a fork's copy, new at every change. Interned
         # stacks are keyed by it, so equal pcs in different maps are never confused.
@@ -122,6 +126,7 @@ class ProcessModules:
         self.pc_cache.clear()
         self.refreshed_misses.clear()
         self.call_sites.clear()
+        self.walks.clear()
         self.generation += 1
         self.layout = next(_layouts)
 
@@ -132,7 +137,7 @@ class ProcessModules:
         end = (addr + length + _PAGE - 1) & ~(_PAGE - 1)
         # Part of an object already here (ld.so's segments inside its reservation, the
         # kernel's adjacent segments)? Then extend that module.
-        owner = self._same_object(addr, end, path)
+        owner = self._same_object(addr, end, offset, path)
         self._cut(addr, end)
         if owner is None:
             owner = LoadedModule(self._new_id(), path, addr, end, offset)
@@ -144,7 +149,7 @@ class ProcessModules:
         self._merge_adjacent()
         self._changed()
 
-    def _same_object(self, addr: int, end: int, path: str) -> LoadedModule | None:
+    def _same_object(self, addr: int, end: int, offset: int, path: str) -> LoadedModule | None:
         i = bisect.bisect_right(self._starts, end) - 1
         while i >= 0:
             _start, iv_end, module = self._ivals[i]
@@ -153,9 +158,15 @@ class ProcessModules:
             if module.path == path and module.start <= end and addr <= module.end:
                 return module
             i -= 1
-        # Inside the span of an object (its .bss was cut out, say) without touching an interval.
+        # Inside the span of an object (its .bss was cut out, say), or a segment beyond a hole
+        # (the kernel leaves gaps between segments): same file, same load bias.
         for _, _, module in self._ivals:
-            if module.path == path and module.start <= addr and end <= module.end:
+            if module.path != path:
+                continue
+            if module.start <= addr and end <= module.end:
+                return module
+            obj = module.elf()
+            if obj is not None and obj.bias_for(addr, offset) == module.bias:
                 return module
         return None
 

@@ -33,6 +33,7 @@ class StackTable:
         self._written: set[int] = set()
         self._next_module = 0
         self._next_stack = 0
+        self.errors = 0  # walks that raised (see capture)
 
     def _new_module_id(self) -> int:
         self._next_module += 1
@@ -56,19 +57,14 @@ class StackTable:
         memory = self._memory.get(pid)
         if memory is None:
             memory = self._memory[pid] = TraceeMemory(pid)
-        pcs, hows = self._unwinder.walk(
-            space,
-            memory,
-            regs.rip,
-            regs.rsp,
-            regs.rbp,
-            regs.rbx,
-            regs.r12,
-            regs.r13,
-            regs.r14,
-            regs.r15,
-        )
-        key: tuple[object, ...] = tuple(pcs) if hows is None else (tuple(pcs), tuple(hows))
+        try:
+            pcs, hows = self._unwinder.walk(space, memory, regs)
+        except Exception:  # a bad object must not end the trace
+            # Something the unwinder did not expect (a malformed CFI entry, say): keep the
+            # stop's pc, which is always right, and go on.
+            self.errors += 1
+            pcs, hows = (space.layout, regs.rip), None
+        key: tuple[object, ...] = pcs if hows is None else (pcs, hows)
         sid = self._stacks.get(key)
         if sid is None:
             sid = self._intern(pid, space, key, pcs, hows)
@@ -79,8 +75,8 @@ class StackTable:
         pid: int,
         space: ProcessModules,
         key: tuple[object, ...],
-        pcs: list[int],
-        hows: list[str] | None,
+        pcs: tuple[int, ...],
+        hows: tuple[str, ...] | None,
     ) -> int:
         frames: list[Frame] = []
         for i, pc in enumerate(pcs[1:]):  # pcs[0] is the layout token

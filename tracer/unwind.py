@@ -18,6 +18,7 @@ return address undefined: ``_start``, ``clone3``), a null return address, or the
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Callable
 from typing import Final, Protocol
@@ -42,6 +43,7 @@ _MAX_READ: Final = 65536
 _MAX_STACK: Final = 8 << 20  # never read further than this above the stop's rsp
 _SCAN_WORDS: Final = 1024  # words scanned for a return address when all else fails
 _MAX_PC_CACHE: Final = 200_000
+_MAX_WALKS: Final = 100_000
 _WORD = struct.Struct("<Q")
 _MASK64: Final = (1 << 64) - 1
 
@@ -105,27 +107,41 @@ def _after_call(code: bytes) -> bool:
     return any(code[7 - n] == 0xFF and (code[8 - n] >> 3) & 7 == 2 for n in range(2, 8))
 
 
+class RegisterSet(Protocol):
+    """The registers the unwinder starts from (tracer.ptrace_adapter.Registers has them)."""
+
+    rip: int
+    rsp: int
+    rbp: int
+    rbx: int
+    r12: int
+    r13: int
+    r14: int
+    r15: int
+
+
+@functools.lru_cache(maxsize=4096)
+def _gather(offsets: tuple[int, ...]) -> struct.Struct:
+    """A Struct that reads the words at ``offsets`` (increasing) of a buffer in one call."""
+    fmt = ["<"]
+    at = 0
+    for off in offsets:
+        if off > at:
+            fmt.append(f"{off - at}x")
+        fmt.append("Q")
+        at = off + 8
+    return struct.Struct("".join(fmt))
+
+
 class Unwinder:
     """Unwinds one thread's stack at a stop; all caches live in the ProcessModules."""
 
     def __init__(self, depth: int) -> None:
         self.depth = max(1, depth)
 
-    def unwind(
-        self,
-        space: ProcessModules,
-        memory: MemoryReader,
-        rip: int,
-        rsp: int,
-        rbp: int = 0,
-        rbx: int = 0,
-        r12: int = 0,
-        r13: int = 0,
-        r14: int = 0,
-        r15: int = 0,
-    ) -> Frames:
+    def unwind(self, space: ProcessModules, memory: MemoryReader, regs: RegisterSet) -> Frames:
         """The frames from the stop's pc outwards: (pc, module id, how), innermost first."""
-        pcs, hows = self.walk(space, memory, rip, rsp, rbp, rbx, r12, r13, r14, r15)
+        pcs, hows = self.walk(space, memory, regs)
         out: Frames = []
         for i, pc in enumerate(pcs[1:]):
             how = hows[i] if hows is not None else (HOW_REGS if i == 0 else HOW_CFI)
@@ -133,33 +149,48 @@ class Unwinder:
         return out
 
     def walk(
+        self, space: ProcessModules, memory: MemoryReader, regs: RegisterSet
+    ) -> tuple[tuple[int, ...], tuple[str, ...] | None]:
+        """The hot path: ``(space.layout, pc0, pc1, ...)`` and, only when some frame was not
+        found by CFI (or pc0 by the registers), how each was found. The first tuple is a ready
+        key for interning (the layout token stands for the module map the pcs refer to).
+
+        A walk whose every frame had a CFA relative to rsp depends only on (rip, rsp) and the
+        return-address words it read, so it is remembered: the next stop with the same rip
+        and rsp reads those words in one ``unpack_from`` and, if they are unchanged, reuses
+        the result without walking.
+        """
+        rip = regs.rip
+        rsp = regs.rsp
+        hint = space.read_hint
+        buf = memory.read(rsp, hint)
+        memo = space.walks.get((rip, rsp))
+        if memo is not None:
+            gather, expected, result = memo
+            if gather.size <= len(buf) and gather.unpack_from(buf) == expected:
+                return result, None
+        return self._walk(space, memory, regs, buf, hint)
+
+    def _walk(
         self,
         space: ProcessModules,
         memory: MemoryReader,
-        rip: int,
-        rsp: int,
-        rbp: int,
-        rbx: int,
-        r12: int,
-        r13: int,
-        r14: int,
-        r15: int,
-    ) -> tuple[list[int], list[str] | None]:
-        """The hot path: ``[space.layout, pc0, pc1, ...]`` and, only when a frame was not found
-        by CFI (or pc0 by the registers), how each was found. The first list is a ready key
-        for interning (the layout token stands for the module map the pcs refer to)."""
-        hint = space.read_hint
-        buf = memory.read(rsp, hint)
-        lo = rsp
+        regs: RegisterSet,
+        buf: bytes,
+        hint: int,
+    ) -> tuple[tuple[int, ...], tuple[str, ...] | None]:
+        rip = regs.rip
+        rsp = lo = regs.rsp
         hi = rsp + len(buf) - 8  # the last address a word can be read at
         stack: _Stack | None = None  # made only when the fast path is not enough
         v: list[int | None] = [
-            None, None, None, rbx, None, None, rbp, rsp,
-            None, None, None, None, r12, r13, r14, r15, rip,
+            None, None, None, regs.rbx, None, None, regs.rbp, rsp,
+            None, None, None, None, regs.r12, regs.r13, regs.r14, regs.r15, rip,
         ]  # fmt: skip
         cache = space.pc_cache
         pcs = [space.layout, rip]
         hows: list[str] | None = None
+        ra_at: list[int] | None = []  # offsets of the return addresses read (for the memo)
         depth = self.depth + 1
         lookup = rip
         unpack = _WORD.unpack_from
@@ -171,11 +202,18 @@ class Unwinder:
             sp = v[7]
             assert sp is not None
             if kind == _SIMPLE:
-                base = v[entry[2]]
+                cfa_reg = entry[2]
+                base = v[cfa_reg]
                 if base is not None:
                     cfa = base + entry[3]
                     if lo <= cfa + entry[7] and cfa + entry[8] <= hi:
-                        ra = unpack(buf, cfa + entry[4] - lo)[0]
+                        at = cfa + entry[4] - lo
+                        ra = unpack(buf, at)[0]
+                        if ra_at is not None:
+                            if cfa_reg == elf.RSP:
+                                ra_at.append(at)
+                            else:
+                                ra_at = None
                         for reg, off in entry[5]:
                             v[reg] = unpack(buf, cfa + off - lo)[0]
                         if ra < 4096 or cfa <= sp:
@@ -190,6 +228,7 @@ class Unwinder:
             elif kind == _OUTERMOST:
                 break
             # The slow path: words beyond the buffer, expressions, no CFI.
+            ra_at = None
             if stack is None:
                 stack = _Stack(memory, lo, buf, len(buf) < hint)
             found = self._slow_step(space, entry, v, stack)
@@ -213,7 +252,14 @@ class Unwinder:
         need = min(max(((sp - rsp) | 1023) + 1025, 1024), _MAX_READ)
         if need > hint or need < hint // 2:
             space.read_hint = need
-        return pcs, hows
+        result = tuple(pcs)
+        if ra_at and hows is None:
+            walks = space.walks
+            if len(walks) >= _MAX_WALKS:
+                walks.clear()
+            gather = _gather(tuple(ra_at))
+            walks[rip, rsp] = (gather, gather.unpack_from(buf), result)
+        return result, None if hows is None else tuple(hows)
 
     def _slow_step(
         self, space: ProcessModules, entry: PcEntry, v: list[int | None], stack: _Stack
