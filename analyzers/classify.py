@@ -8,6 +8,7 @@ which the address-space replay (analyzers/addrspace.py) knows.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 from collections.abc import Callable, Sequence
@@ -15,6 +16,7 @@ from collections.abc import Callable, Sequence
 from analyzers import heuristics
 from analyzers.addrspace import Region
 from analyzers.model import Classified, ProcessState
+from analyzers.phases import phases
 from analyzers.rules import RuleSet, default_rules
 from analyzers.symbols import ResolvedFrame, Symbolizer
 from tracer import flags
@@ -50,6 +52,7 @@ class Classifier:
     def classify(self, trace: TraceData, frames_of: FramesOf | None = None) -> list[Classified]:
         """Every syscall of ``trace`` with its classification, in trace order."""
         frames = frames_of or frames_resolver(trace)
+        phase_of = phases(trace, frames)
         states: dict[int, ProcessState] = {}
         out: list[Classified] = []
         for event in trace.events:
@@ -72,7 +75,7 @@ class Classifier:
                     state = states[event.pid] = ProcessState(event.pid, exe=trace.header.program)
                 result = self._classify_one(event, frames(event), state)
                 self._remember(event, result, state)
-                out.append(result)
+                out.append(dataclasses.replace(result, phase=phase_of[event.seq]))
         return out
 
     def _classify_one(

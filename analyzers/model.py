@@ -23,6 +23,7 @@ class Classified:
     object: str | None = None  # the file a loader call maps, else the decider's object
     function: str | None = None  # the decider frame's function
     segment: str | None = None  # loader calls: span, text, rodata, data, bss, relro, gap
+    phase: str = "main"  # startup | main | exit (analyzers/phases.py)
 
 
 @dataclass

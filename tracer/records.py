@@ -125,6 +125,23 @@ class Exit:
 
 
 @dataclass(frozen=True, slots=True)
+class Phase:
+    """A process entered ``main`` or began to exit (``exit`` was called or main returned).
+
+    The tracer sets a one-shot breakpoint on ``main`` (or the entry point when the executable
+    has no symbol for it) at exec, and on ``exit`` once main is reached.
+    """
+
+    KIND: ClassVar[str] = "phase"
+    seq: int
+    ts_ns: Nanoseconds
+    pid: int
+    tid: int
+    phase: str  # "main" | "exit"
+    how: str = "breakpoint"  # "breakpoint" on main/exit, "entry" on the ELF entry point
+
+
+@dataclass(frozen=True, slots=True)
 class Module:
     """An ELF object mapped in a process: frames refer to it by ``id``.
 
@@ -200,5 +217,5 @@ class Footer:
     message: str | None = None
 
 
-Event: TypeAlias = Syscall | Spawn | Exec | Exit | Memory
+Event: TypeAlias = Syscall | Spawn | Exec | Exit | Memory | Phase
 Record: TypeAlias = Header | Event | Module | Stack | Footer

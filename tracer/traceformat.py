@@ -30,6 +30,7 @@ from tracer.records import (
     Mapping,
     Memory,
     Module,
+    Phase,
     Record,
     Spawn,
     Stack,
@@ -37,7 +38,8 @@ from tracer.records import (
 )
 
 _RECORD_TYPES: dict[str, type[Any]] = {
-    cls.KIND: cls for cls in (Header, Syscall, Spawn, Exec, Exit, Module, Stack, Memory, Footer)
+    cls.KIND: cls
+    for cls in (Header, Syscall, Spawn, Exec, Exit, Phase, Module, Stack, Memory, Footer)
 }
 _FIELDS: dict[str, frozenset[str]] = {
     kind: frozenset(f.name for f in dataclasses.fields(cls)) for kind, cls in _RECORD_TYPES.items()

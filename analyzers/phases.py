@@ -1,0 +1,44 @@
+"""Phases of each process: ``startup`` (exec until main), ``main``, ``exit`` (after exit starts).
+
+The tracer's Phase records (breakpoints on main and exit) decide where they exist. Traces without
+them (an older trace, an imported strace log) fall back to stacks: the first event with ``main``
+on its stack starts ``main``; an event made under ``exit`` or the exit handlers starts ``exit``.
+Upfront cost is what happens in ``startup``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+
+from analyzers.symbols import ResolvedFrame
+from tracer.records import Exec, Phase, Syscall
+from tracer.traceformat import TraceData
+
+STARTUP, MAIN, EXIT = "startup", "main", "exit"
+_EXIT_FUNCTIONS = re.compile(r"exit|__run_exit_handlers|_dl_fini|__libc_atexit|_IO_cleanup")
+
+
+def phases(
+    trace: TraceData, frames_of: Callable[[Syscall], Sequence[ResolvedFrame]]
+) -> dict[int, str]:
+    """The phase of every syscall event, by its ``seq``."""
+    current: dict[int, str] = {}
+    has_records = any(isinstance(e, Phase) for e in trace.events)
+    out: dict[int, str] = {}
+    for event in trace.events:
+        if isinstance(event, Exec):
+            current[event.pid] = STARTUP
+        elif isinstance(event, Phase):
+            current[event.pid] = event.phase
+        elif isinstance(event, Syscall):
+            phase = current.get(event.pid, STARTUP)
+            if not has_records and phase != EXIT:
+                names = [f.function for f in frames_of(event) if f.function]
+                if any(_EXIT_FUNCTIONS.fullmatch(n) for n in names):
+                    phase = EXIT
+                elif phase == STARTUP and "main" in names:
+                    phase = MAIN
+                current[event.pid] = phase
+            out[event.seq] = phase
+    return out
