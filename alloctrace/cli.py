@@ -1,16 +1,15 @@
-"""The ``alloctrace`` command line (typer): each command is a few lines over the library."""
+"""The ``alloctrace`` command line (typer): one module per subcommand in alloctrace/commands/."""
 
 from __future__ import annotations
 
 import sys
-from pathlib import Path
-from typing import Annotated
 
 import typer
 
+from alloctrace.commands import PROGRAM_CONTEXT
+from alloctrace.commands.record import record
+from alloctrace.commands.report import report
 from tracer.errors import AlloctraceError
-from tracer.recording import record as record_program
-from tracer.session import TraceOptions
 
 app = typer.Typer(
     name="alloctrace",
@@ -22,75 +21,15 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-# Options end at the program's name: everything after it belongs to the program.
-_PROGRAM_CONTEXT = {"allow_interspersed_args": False, "ignore_unknown_options": True}
-
 
 @app.callback()
 def _root() -> None:
     """Trace a program's memory syscalls and explain who made them."""
 
 
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    typer.echo(f"alloctrace: {message}", err=True)
-    return typer.Exit(code)
-
-
-@app.command(context_settings=_PROGRAM_CONTEXT)
-def record(
-    command: Annotated[list[str], typer.Argument(help="The program and its arguments.")],
-    output: Annotated[
-        Path, typer.Option("-o", "--output", help="Where to write the trace (JSON Lines).")
-    ] = Path("alloctrace.jsonl"),
-    no_stacks: Annotated[
-        bool, typer.Option("--no-stacks", help="Do not record call stacks (faster).")
-    ] = False,
-    stack_depth: Annotated[
-        int, typer.Option("--stack-depth", min=1, max=512, help="Frames to unwind per call.")
-    ] = 64,
-) -> None:
-    """Run a program and record its memory syscalls into a trace file.
-
-    Examples:
-
-        alloctrace record -o ls.jsonl -- ls -l
-
-        alloctrace record --no-stacks -o py.jsonl python3 -c "import json"
-    """
-    options = TraceOptions(stacks=not no_stacks, stack_depth=stack_depth)
-    try:
-        outcome = record_program(command, output, options)
-    except AlloctraceError as exc:
-        raise _fail(str(exc)) from None
-    typer.echo(f"alloctrace: trace written to {output}", err=True)
-    raise typer.Exit(outcome.exit_code)
-
-
-@app.command()
-def report(
-    trace: Annotated[Path, typer.Argument(help="A trace written by `alloctrace record`.")],
-    stacks: Annotated[
-        bool,
-        typer.Option("--stacks", help="Print every event with its call stack (strace -k style)."),
-    ] = False,
-) -> None:
-    """Show a recorded trace.
-
-    Examples:
-
-        alloctrace report --stacks ls.jsonl
-    """
-    from alloctrace.api import load
-    from alloctrace.reporters.stacks import report_lines
-
-    try:
-        loaded = load(trace)
-        for line in report_lines(loaded, stacks=stacks):
-            typer.echo(line)
-    except AlloctraceError as exc:
-        raise _fail(str(exc)) from None
-    except BrokenPipeError:  # `alloctrace report ... | head`
-        sys.stderr.close()
+# A new subcommand is one module in alloctrace/commands/ and one line here.
+app.command(context_settings=PROGRAM_CONTEXT)(record)
+app.command()(report)
 
 
 def main() -> None:
