@@ -20,7 +20,7 @@ from analyzers.phases import phases
 from analyzers.rules import RuleSet, default_rules
 from analyzers.symbols import ResolvedFrame, Symbolizer
 from tracer import flags
-from tracer.records import Exec, Spawn, Syscall
+from tracer.records import Exec, Memory, Spawn, Syscall
 from tracer.traceformat import TraceData
 
 FramesOf = Callable[[Syscall], Sequence[ResolvedFrame]]
@@ -53,11 +53,13 @@ class Classifier:
         """Every syscall of ``trace`` with its classification, in trace order."""
         frames = frames_of or frames_resolver(trace)
         phase_of = phases(trace, frames)
+        kernel_spans = _kernel_mapped(trace)
         states: dict[int, ProcessState] = {}
         out: list[Classified] = []
         for event in trace.events:
             if isinstance(event, Exec):
-                states[event.pid] = ProcessState(event.pid, exe=event.path)
+                spans = kernel_spans.get((event.pid, event.seq), {})
+                states[event.pid] = ProcessState(event.pid, exe=event.path, spans=dict(spans))
             elif isinstance(event, Spawn) and event.how != "thread":
                 parent = states.get(event.parent_pid)
                 if parent is not None:
@@ -106,6 +108,8 @@ class Classifier:
             if rule.context is not None and not any(rule.context.fullmatch(f) for f in functions):
                 continue
             role = rule.role
+            if not rule.roles:  # a library without symbols: its arguments tell the role
+                role = heuristics.allocator_role(rule.owner, event) or role
             for candidate in rule.roles:
                 if candidate.syscalls and event.syscall not in candidate.syscalls:
                     continue
@@ -226,6 +230,36 @@ class Classifier:
             state.space.add(_at(keep, start, start + _pages(event.new_length), keep.prot))
         elif event.syscall == "brk":
             state.brk_calls += 1
+
+
+def _kernel_mapped(trace: TraceData) -> dict[tuple[int, int], dict[str, tuple[int, int]]]:
+    """Spans of the objects the kernel maps at exec (the executable and ld.so), per exec.
+
+    ld.so never mmaps them, so their RELRO mprotects are attributed through these spans,
+    taken from the module table or, without stacks, from the exit-time smaps snapshot.
+    """
+    out: dict[tuple[int, int], dict[str, tuple[int, int]]] = {}
+    current: dict[int, tuple[int, int, str]] = {}  # pid -> (exec seq, ..., exe path)
+    for event in trace.events:
+        if isinstance(event, Exec):
+            current[event.pid] = (event.pid, event.seq, event.path)
+            out[event.pid, event.seq] = {}
+        elif isinstance(event, Memory) and event.pid in current:
+            _, seq, exe = current[event.pid]
+            spans = out[event.pid, seq]
+            for m in event.mappings:
+                if m.path and (_is_loader_object(m.path) or _same_file(m.path, exe)):
+                    lo, hi = spans.get(m.path, (m.start, m.end))
+                    spans[m.path] = (min(lo, m.start), max(hi, m.end))
+    for module in trace.modules.values():
+        for (pid, _seq), spans in out.items():
+            if (
+                pid == module.pid
+                and module.path not in spans
+                and (_is_loader_object(module.path) or module.path == current[pid][2])
+            ):
+                spans[module.path] = (module.start, module.end)
+    return out
 
 
 def _at(region: Region, start: int, end: int, prot: int) -> Region:

@@ -109,3 +109,36 @@ def classify(event: Syscall, state: ProcessState) -> Classified:
     if event.syscall == "mprotect" and prot == flags.PROT_READ and not state.seen_main_heap:
         return _result(event, "loader", "ld.so", "RELRO", "mprotect PROT_READ during start-up")
     return _result(event, "user", program, "own call", "no allocator or loader signature")
+
+
+def allocator_role(owner: str, event: Syscall) -> str | None:
+    """The role of a call inside an allocator library that has no symbols to name it.
+
+    Debian ships no debug files for jemalloc, tcmalloc or mimalloc, so their internal frames are
+    nameless; the call's arguments say what it was (shared/allocators.md sections 5-7).
+    """
+    length = event.length or 0
+    call = event.syscall
+    if owner == "jemalloc":
+        if length == 4096 and call in ("mmap", "madvise", "munmap"):
+            return "page probe"  # pages_boot: does MADV_DONTNEED / MADV_FREE really work?
+        if call == "mmap":
+            return "extent or base block"
+        if call == "madvise":
+            return "purge"
+        if call == "brk":
+            return "dss probe"  # extent_dss_boot: sbrk(0) records the break
+        if call == "munmap":
+            return "trim"
+    if owner == "mimalloc":
+        if call == "mmap":
+            return "segment" if length >= 4 * MIB else "thread data"
+        return {"mprotect": "commit", "madvise": "purge", "munmap": "release segment"}.get(call)
+    if owner == "tcmalloc":
+        return {
+            "brk": "sbrk (metadata or page heap)",
+            "mmap": "page heap (mmap)",
+            "madvise": "purge",
+            "munmap": "release",
+        }.get(call)
+    return None

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from analyzers.analysis import analyze
 from analyzers.classify import classify
 from analyzers.heuristics import classify as by_heuristic
 from analyzers.model import Classified, ProcessState
-from tests.helpers import fixture, preload_env, record
-from tracer.records import Exec, Syscall
+from tests.helpers import PRELOADS, fixture, preload_env, record
+from tracer.records import Exec, Spawn, Syscall
 from tracer.traceformat import TraceData
 
 
@@ -112,3 +113,53 @@ def test_heuristics_agree_with_stacks_on_fixtures(tmp_path: Path) -> None:
         agree += _heuristic_agreement(result.trace.data, classified) * len(classified)
         total += len(classified)
     assert agree / total >= 0.80
+
+
+def test_seed_jemalloc_loader_objects_and_who_needed_them(tmp_path: Path) -> None:
+    result = record(tmp_path, [fixture("seed-jemalloc")])
+    assert result.trace is not None
+    analysis = analyze(result.trace.data)
+    needed_by = {
+        o.name.split(".so")[0]: (o.how, os.path.basename(o.needed_by or ""))
+        for o in analysis.objects
+    }
+    assert needed_by["libjemalloc"] == ("DT_NEEDED", "seed-jemalloc")
+    for lib in ("libstdc++", "libm", "libgcc_s"):
+        assert needed_by[lib] == ("DT_NEEDED", "libjemalloc.so.2"), lib
+    assert needed_by["ld-linux-x86-64"][0] == "kernel"
+    # Exactly the loader's file maps of each object are attributed to it.
+    for obj in analysis.objects:
+        maps = [
+            c
+            for c in analysis.events
+            if c.category == "loader" and c.event.syscall == "mmap" and c.event.path == obj.path
+        ]
+        assert all(c.object == obj.path for c in maps)
+    (info,) = analysis.allocators.values()
+    assert (info.name, info.how, info.version) == ("jemalloc", "linked", "5.3.0")
+    startup = [c for c in analysis.events if c.owner == "jemalloc"]
+    assert startup and {c.phase for c in startup} == {"startup"}
+    assert {c.role for c in startup} >= {"page probe", "extent or base block"}
+
+
+@pytest.mark.parametrize("allocator", ["jemalloc", "tcmalloc", "mimalloc"])
+def test_preloaded_allocator_is_detected(tmp_path: Path, allocator: str) -> None:
+    result = record(tmp_path, [fixture("seed")], env=preload_env(allocator))
+    assert result.trace is not None
+    analysis = analyze(result.trace.data)
+    (info,) = analysis.allocators.values()
+    assert (info.name, info.how) == (allocator, "preloaded")
+    preloaded = [o for o in analysis.objects if o.how == "LD_PRELOAD"]
+    assert [o.name.split(".so")[0] for o in preloaded] == [PRELOADS[allocator].name.split(".so")[0]]
+
+
+def test_threads_glibc_arena_heaps_tied_to_threads(tmp_path: Path) -> None:
+    result = record(tmp_path, [fixture("threads"), "8"])
+    assert result.trace is not None
+    analysis = analyze(result.trace.data)
+    spawned = {e.tid for e in result.trace.records if isinstance(e, Spawn)}
+    heaps = [a for a in analysis.arenas if a.kind == "glibc arena heap"]
+    stacks = [a for a in analysis.arenas if a.kind == "thread stack"]
+    assert len(stacks) == 8 and {a.tid for a in stacks} == {stacks[0].pid}, "main makes stacks"
+    assert heaps and {a.tid for a in heaps} <= spawned
+    assert len({a.tid for a in heaps}) == len(heaps), "one heap per thread that made one"

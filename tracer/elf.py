@@ -224,6 +224,25 @@ class ElfObject:
         data: bytes = section.data()
         return data
 
+    @property
+    def entry(self) -> int:
+        """The ELF entry point (a virtual address; add the load bias)."""
+        return int(self._elf["e_entry"])
+
+    def dynamic(self) -> tuple[str | None, tuple[str, ...]]:
+        """DT_SONAME and the DT_NEEDED names, in the order the loader reads them."""
+        section = self._elf.get_section_by_name(".dynamic")
+        if section is None or not hasattr(section, "iter_tags"):
+            return None, ()
+        soname: str | None = None
+        needed: list[str] = []
+        for tag in section.iter_tags():
+            if tag.entry.d_tag == "DT_NEEDED":
+                needed.append(str(tag.needed))
+            elif tag.entry.d_tag == "DT_SONAME":
+                soname = str(tag.soname)
+        return soname, tuple(needed)
+
     # -- call-frame information -------------------------------------------------------------
 
     def cfi_row(self, vaddr: int) -> CfiRow | None:

@@ -1,0 +1,116 @@
+"""Which malloc serves each process: glibc, jemalloc, tcmalloc, mimalloc, musl, static glibc.
+
+Decided from the objects the process had loaded (and how: linked through DT_NEEDED, injected
+with LD_PRELOAD, or dlopen'd), with the version where the library reveals it in its own bytes.
+pymalloc is noted on top for CPython processes (unless PYTHONMALLOC turns it off).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from analyzers.loader import LoadedObject
+from tracer.records import Exec
+from tracer.traceformat import TraceData
+
+# File name pattern, the allocator's name, and a regex finding its version in the library.
+KNOWN: tuple[tuple[re.Pattern[str], str, re.Pattern[bytes] | None], ...] = (
+    # jemalloc's version string, e.g. "5.3.0-0-g54eaed1d8b56..." (JEMALLOC_VERSION)
+    (
+        re.compile(r"libjemalloc.*\.so.*"),
+        "jemalloc",
+        re.compile(rb"(\d+\.\d+\.\d+)-\d+-g[0-9a-f]{40}"),
+    ),
+    # gperftools embeds "gperftools 2.10" (TC_VERSION_STRING)
+    (
+        re.compile(r"libtcmalloc.*\.so.*"),
+        "tcmalloc",
+        re.compile(rb"gperftools (\d+\.\d+(?:\.\d+)?)"),
+    ),
+    (re.compile(r"libmimalloc.*\.so.*"), "mimalloc", None),
+)
+
+
+@dataclass(frozen=True)
+class AllocatorInfo:
+    """The malloc implementation serving one process."""
+
+    name: str  # glibc | jemalloc | tcmalloc | mimalloc | musl | static glibc
+    how: str  # default | linked | preloaded | dlopen | static
+    path: str | None = None
+    version: str | None = None
+    runtime: str | None = None  # "pymalloc" for CPython processes
+
+    def describe(self) -> str:
+        """One phrase: ``jemalloc 5.3.0 (preloaded)``."""
+        version = f" {self.version}" if self.version else ""
+        extra = f", with {self.runtime} on top" if self.runtime else ""
+        return f"{self.name}{version} ({self.how}{extra})"
+
+
+@functools.lru_cache(maxsize=64)
+def library_version(path: str, pattern: re.Pattern[bytes] | None) -> str | None:
+    """The version a library states in its own bytes, or in its file name (libx.so.2.0)."""
+    if pattern is not None:
+        try:
+            found = pattern.search(Path(path).read_bytes())
+        except OSError:
+            found = None
+        if found:
+            return found.group(1).decode()
+    match = re.search(r"\.so\.(\d+(?:\.\d+)+)$", os.path.realpath(path))
+    return match.group(1) if match else None
+
+
+def identify(path: str) -> tuple[str, str | None] | None:
+    """(allocator name, version) when ``path`` is a known allocator library."""
+    base = os.path.basename(path)
+    for pattern, name, version in KNOWN:
+        if pattern.fullmatch(base):
+            return name, library_version(path, version)
+    return None
+
+
+def _glibc_version(trace: TraceData) -> str | None:
+    libc = str(trace.header.machine.get("libc", ""))
+    match = re.search(r"(\d+\.\d+)", libc)
+    return match.group(1) if match else None
+
+
+def detect(trace: TraceData, objects: Sequence[LoadedObject]) -> dict[int, AllocatorInfo]:
+    """The allocator of every process that ran a program in this trace."""
+    exes = {e.pid: e.path for e in trace.events if isinstance(e, Exec)}
+    by_pid: dict[int, list[LoadedObject]] = {}
+    for obj in objects:
+        by_pid.setdefault(obj.pid, []).append(obj)
+    pymalloc_off = trace.header.env.get("PYTHONMALLOC", "").startswith("malloc")
+    out: dict[int, AllocatorInfo] = {}
+    for pid, exe in exes.items():
+        loaded = by_pid.get(pid, [])
+        runtime = (
+            "pymalloc"
+            if re.fullmatch(r"python3?(\.\d+)?", os.path.basename(exe)) and not pymalloc_off
+            else None
+        )
+        info = None
+        for obj in loaded:
+            found = identify(obj.path)
+            if found is not None:
+                how = {"LD_PRELOAD": "preloaded", "dlopen": "dlopen"}.get(obj.how, "linked")
+                info = AllocatorInfo(found[0], how, obj.path, found[1], runtime)
+                break
+        if info is None:
+            names = [o.name for o in loaded]
+            if any(n.startswith("ld-musl") for n in names):
+                info = AllocatorInfo("musl", "default", runtime=runtime)
+            elif not any(n.startswith("ld-linux") for n in names) and len(loaded) <= 1:
+                info = AllocatorInfo("static glibc", "static", exe, runtime=runtime)
+            else:
+                info = AllocatorInfo("glibc", "default", None, _glibc_version(trace), runtime)
+        out[pid] = info
+    return out

@@ -1,0 +1,57 @@
+"""Arenas, heaps, segments and stacks: each creation tied to the thread that triggered it.
+
+A glibc arena heap is one 128 MiB PROT_NONE reservation made by the first malloc of a thread
+that found no free arena; a jemalloc arena shows as its base block and first extent; a mimalloc
+segment is a 32 MiB reservation; a thread stack is the stack + guard reservation made by the
+thread that called pthread_create. The creating event's tid says which thread it was for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from analyzers.model import Classified
+
+# (owner, role) of the event that creates each kind of arena.
+_KINDS: dict[tuple[str, str], str] = {
+    ("glibc", "reserve arena heap"): "glibc arena heap",
+    ("jemalloc", "base block"): "jemalloc base block",
+    ("jemalloc", "extent"): "jemalloc extent",
+    ("jemalloc", "extent or base block"): "jemalloc extent or base block",
+    ("mimalloc", "segment"): "mimalloc segment",
+    ("mimalloc", "thread data"): "mimalloc thread data",
+    ("pymalloc", "arena"): "pymalloc arena",
+}
+
+
+@dataclass(frozen=True)
+class Arena:
+    """One reservation an allocator (or nptl) made, and the thread whose work caused it."""
+
+    pid: int
+    tid: int
+    owner: str
+    kind: str
+    seq: int
+    addr: int
+    reserved: int
+    phase: str
+
+
+def arenas(classified: Sequence[Classified]) -> list[Arena]:
+    """Every arena, heap, segment and thread stack created in the trace, in order."""
+    out: list[Arena] = []
+    for c in classified:
+        e = c.event
+        if e.syscall != "mmap" or e.result is None:
+            continue
+        if c.category == "thread-stack":
+            kind = "thread stack"
+        else:
+            found = _KINDS.get((c.owner, c.role))
+            if found is None:
+                continue
+            kind = found
+        out.append(Arena(e.pid, e.tid, c.owner, kind, e.seq, e.result, e.length or 0, c.phase))
+    return out
