@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import fixture, record, syscalls_of
-from tracer.records import Exec, Exit, Footer, Memory, Spawn
+from tracer.records import Exec, Exit, Footer, Memory, Phase, Spawn
 
 
 def _reported_calls(reports: list[dict[str, str]]) -> Counter[tuple[int, str, int, int, int]]:
@@ -141,3 +141,26 @@ def test_threads_are_spawned_and_exit(tmp_path: Path) -> None:
     assert tids <= exited
     threads_with_calls = {e.tid for e in syscalls_of(result.trace)}
     assert tids <= threads_with_calls, "every thread's arena calls are recorded on its tid"
+
+
+@pytest.mark.parametrize(
+    "argv", [[fixture("seed")], [fixture("static")], ["/usr/bin/python3", "-c", "pass"]]
+)
+def test_phase_breakpoints_mark_main_and_exit(tmp_path: Path, argv: list[str]) -> None:
+    """main (by symbol, or via __libc_start_main for stripped programs) and exit are marked."""
+    result = record(tmp_path, argv, "--no-stacks")
+    assert result.returncode == 0, result.stderr
+    assert result.trace is not None
+    phases = [e for e in result.trace.records if isinstance(e, Phase)]
+    assert [p.phase for p in phases] == ["main", "exit"]
+    assert all(p.how == "breakpoint" for p in phases)
+    seqs = [e.seq for e in result.trace.records]
+    assert seqs == sorted(seqs)
+
+
+def test_seed_heap_growth_happens_in_main(tmp_path: Path) -> None:
+    result = record(tmp_path, [fixture("seed")], "--no-stacks")
+    assert result.trace is not None
+    main = next(e.seq for e in result.trace.records if isinstance(e, Phase) and e.phase == "main")
+    brks = [e for e in syscalls_of(result.trace) if e.syscall == "brk"]
+    assert [e.seq > main for e in brks] == [False, True, True], "ld.so's brk, then malloc's two"

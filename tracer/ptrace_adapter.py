@@ -239,3 +239,22 @@ def syscall_stop_kind(tid: int) -> tuple[int, int]:
     """
     _call(PTRACE_GET_SYSCALL_INFO, tid, ctypes.sizeof(_INFO), ctypes.addressof(_INFO))
     return _INFO.op, _INFO.nr if _INFO.op == SYSCALL_INFO_ENTRY else 0
+
+
+def set_registers(tid: int, regs: Registers) -> bool:
+    """PTRACE_SETREGS (used to rewind the instruction pointer after a breakpoint)."""
+    return bool(_raw(_pt.PTRACE_SETREGS, tid, None, ctypes.byref(regs)) == 0)
+
+
+def write_memory(pid: int, addr: int, data: bytes) -> bool:
+    """Write tracee memory through /proc/PID/mem (allowed on read-only text for its tracer)."""
+    try:
+        fd = os.open(f"/proc/{pid}/mem", os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        return os.pwrite(fd, data, addr) == len(data)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)

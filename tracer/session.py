@@ -20,9 +20,10 @@ from typing import Protocol
 
 from tracer import procfs, seccomp
 from tracer import ptrace_adapter as pt
+from tracer.breakpoints import PhaseBreakpoints
 from tracer.errors import AlloctraceError
 from tracer.programs import resolve_program
-from tracer.records import MEMORY_SYSCALLS, Exec, Exit, Footer, Memory, Spawn
+from tracer.records import MEMORY_SYSCALLS, Exec, Exit, Footer, Memory, Phase, Spawn
 from tracer.traceformat import TraceWriter
 
 _STOP_SIGNALS = frozenset({signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU})
@@ -49,6 +50,7 @@ class TraceOptions:
     stacks: bool = True
     stack_depth: int = 64
     seccomp: bool = True
+    phases: bool = True  # breakpoints on main and exit (tracer/breakpoints.py)
 
 
 class StackRecorder(Protocol):
@@ -131,6 +133,7 @@ class Session:
         self._root_status: int | None = None
         self._seccomp = options.seccomp
         self._memory: dict[int, pt.TraceeMemory] = {}
+        self._phases = PhaseBreakpoints() if options.phases else None
 
     @property
     def uses_seccomp(self) -> bool:
@@ -421,10 +424,27 @@ class Session:
         elif event == pt.PTRACE_EVENT_EXIT:
             self._on_exit_event(thread)
         elif event == 0 and sig != signal.SIGTRAP | 0x80:
+            if sig == signal.SIGTRAP and self._on_breakpoint(thread):
+                self._resume(tid)
+                return
             # A signal for the program: deliver it unchanged.
             self._resume(tid, sig)
             return
         self._resume(tid)
+
+    def _on_breakpoint(self, thread: _Thread) -> bool:
+        """A SIGTRAP: True when it was one of our phase breakpoints (then handled)."""
+        if self._phases is None or not pt.get_registers(thread.tid, self._regs):
+            return False
+        hit = self._phases.on_trap(thread.pid, thread.tid, self._regs)
+        if hit is None:
+            return False
+        if hit.phase is not None:
+            phase = hit.phase
+            self._write_event(
+                lambda seq, ts: Phase(seq, ts, thread.pid, thread.tid, phase, hit.how)
+            )
+        return True
 
     def _adopt(self, tid: int) -> _Thread:
         pid = procfs.thread_group(tid) or tid
@@ -448,8 +468,11 @@ class Session:
         self._write_event(
             lambda seq, ts: Spawn(seq, ts, child.pid, new_tid, parent.pid, parent.tid, how)
         )
-        if how != "thread" and self.stacks is not None:
-            self.stacks.on_fork(parent.pid, child.pid)
+        if how != "thread":
+            if self.stacks is not None:
+                self.stacks.on_fork(parent.pid, child.pid)
+            if self._phases is not None:
+                self._phases.on_fork(parent.pid, child.pid)
 
     def _on_exec(self, thread: _Thread) -> None:
         try:
@@ -470,6 +493,8 @@ class Session:
                 seq, ts, pid, thread.tid, path, argv, former if former != thread.tid else None
             )
         )
+        if self._phases is not None:
+            self._phases.on_exec(pid, path)
 
     def _on_exit_event(self, thread: _Thread) -> None:
         """PTRACE_EVENT_EXIT: the thread is about to go, its address space still intact."""
@@ -496,9 +521,13 @@ class Session:
                 memory.close()
             if self.stacks is not None:
                 self.stacks.on_exit(tid)
+            if self._phases is not None:
+                self._phases.on_exit(tid)
         if tid == self._root:
             self._root_status = status
 
-    def _write_event(self, build: Callable[[int, int], Spawn | Exec | Exit | Memory]) -> None:
+    def _write_event(
+        self, build: Callable[[int, int], Spawn | Exec | Exit | Memory | Phase]
+    ) -> None:
         self._seq += 1
         self.writer.write(build(self._seq, self._now()))
