@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import re
 from collections.abc import Callable, Sequence
 
 from analyzers import heuristics
@@ -20,8 +21,11 @@ from analyzers.phases import phases
 from analyzers.rules import RuleSet, default_rules
 from analyzers.symbols import ResolvedFrame, Symbolizer
 from tracer import flags
-from tracer.records import Exec, Memory, Spawn, Syscall
+from tracer.records import Exec, Memory, Phase, Spawn, Syscall
 from tracer.traceformat import TraceData
+
+# GCC's clones and split functions: sysmalloc_mmap.constprop.0 is sysmalloc_mmap.
+_CLONE_SUFFIX = re.compile(r"\.(?:constprop|isra|part|cold|lto_priv|localalias)(?:\.\d+)*$")
 
 FramesOf = Callable[[Syscall], Sequence[ResolvedFrame]]
 
@@ -68,9 +72,14 @@ class Classifier:
                         exe=parent.exe,
                         space=parent.space.copy(),
                         spans=dict(parent.spans),
+                        libraries=set(parent.libraries),
                         seen_mmap=True,
                         brk_calls=parent.brk_calls,
+                        phase=parent.phase,
+                        loader_done=True,
                     )
+            elif isinstance(event, Phase) and event.pid in states:
+                states[event.pid].phase = event.phase
             elif isinstance(event, Syscall):
                 state = states.get(event.pid)
                 if state is None:
@@ -100,10 +109,13 @@ class Classifier:
         if decider is None:
             return None
         is_exe = decider.object is not None and _same_file(decider.object, state.exe)
+        decider_function = (
+            _CLONE_SUFFIX.sub("", decider.function) if decider.function is not None else None
+        )
         name = decider.object_name
-        functions = [f.function for f in stack if f.function]
+        functions = [_CLONE_SUFFIX.sub("", f.function) for f in stack if f.function]
         for rule in self.rules.rules:
-            if not rule.claims(name, is_exe, decider.function):
+            if not rule.claims(name, is_exe, decider_function):
                 continue
             if rule.context is not None and not any(rule.context.fullmatch(f) for f in functions):
                 continue
@@ -210,6 +222,8 @@ class Classifier:
         region = Region(0, 0, result.category, result.owner, result.role, result.object)
         if event.syscall == "mmap":
             state.seen_mmap = True
+            if event.path:
+                state.libraries.add(os.path.basename(event.path))
             start, end = event.result, event.result + _pages(event.length)
             state.space.add(_at(region, start, end, event.prot or 0))
             if (
@@ -219,6 +233,8 @@ class Classifier:
             ):
                 state.spans[event.path] = (start, end)
         elif event.syscall == "munmap" and event.addr is not None:
+            if "ld.so.cache" in result.role or result.object == "/etc/ld.so.cache":
+                state.loader_done = True
             state.space.remove(event.addr, event.addr + _pages(event.length))
         elif event.syscall == "mprotect" and event.addr is not None:
             state.space.reprotect(event.addr, event.addr + _pages(event.length), event.prot or 0)

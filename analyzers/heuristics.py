@@ -30,85 +30,69 @@ def classify(event: Syscall, state: ProcessState) -> Classified:
     prot = event.prot or 0
     length = event.length or 0
     anon = bool(fl & flags.MAP_ANONYMOUS)
+    allocator = state.allocator
+    loading = not state.loader_done and state.phase == "startup"
     if event.syscall == "brk":
-        if state.brk_calls == 0 and not state.seen_mmap:
-            return _result(
-                event, "loader", "ld.so", "initialize break", "first brk, before any mmap"
-            )
-        return _result(event, "allocator", "glibc", "grow main heap", "brk after start-up")
+        return _brk(event, state, allocator)
     if event.syscall == "mmap":
         if event.path == "/etc/ld.so.cache":
             return _result(event, "loader", "ld.so", "read ld.so.cache", "maps /etc/ld.so.cache")
         if event.path and fl & flags.MAP_DENYWRITE:
             return _result(event, "loader", "ld.so", "map segment", "file map with MAP_DENYWRITE")
         if anon and fl & flags.MAP_FIXED and state.loading_span(event.addr or 0):
-            return _result(
-                event,
-                "loader",
-                "ld.so",
-                "map segment",
-                "MAP_FIXED anonymous inside an object being loaded (.bss)",
-            )
+            why = "MAP_FIXED anonymous inside an object being loaded (.bss)"
+            return _result(event, "loader", "ld.so", "map segment", why)
         if fl & flags.MAP_STACK or (anon and prot == flags.PROT_NONE and length % MIB == 4096):
-            return _result(
-                event,
-                "thread-stack",
-                "glibc",
-                "reserve stack (guard + stack)",
-                "MAP_STACK or PROT_NONE of stack size + one guard page",
-            )
-        if (
-            anon
-            and prot == flags.PROT_NONE
-            and fl & flags.MAP_NORESERVE
-            and length in (64 * MIB, 128 * MIB)
-        ):
-            return _result(
-                event,
-                "allocator",
-                "glibc",
-                "reserve arena heap",
-                "128 MiB PROT_NONE MAP_NORESERVE (2 x HEAP_MAX_SIZE)",
-            )
-        if anon and fl & flags.MAP_NORESERVE and length == 32 * MIB:
-            return _result(
-                event, "allocator", "mimalloc", "segment", "32 MiB MAP_NORESERVE (mimalloc segment)"
-            )
-        if anon and fl & flags.MAP_NORESERVE and (length == 4096 or length % (2 * MIB) == 0):
-            return _result(
-                event,
-                "allocator",
-                "jemalloc",
-                "extent or base block",
-                "MAP_NORESERVE page or 2 MiB multiple (jemalloc pages_map)",
-            )
-        if (
-            anon
-            and not state.seen_main_heap
-            and prot == _RW
-            and length in (8 * KIB, 12 * KIB, 16 * KIB)
-            and not fl & flags.MAP_FIXED
-            and state.brk_calls <= 1
-        ):
-            return _result(
-                event, "loader", "ld.so", "minimal malloc", "small anonymous RW map during start-up"
-            )
+            why = "MAP_STACK, or PROT_NONE of a stack size plus one guard page"
+            return _result(event, "thread-stack", "glibc", "reserve stack (guard + stack)", why)
+        if anon and loading and prot == _RW and length <= 64 * KIB:
+            why = "small anonymous RW map while ld.so loads (__minimal_malloc, TLS)"
+            return _result(event, "loader", "ld.so", "minimal malloc", why)
+        if anon and fl & flags.MAP_NORESERVE:
+            return _noreserve(event, length, prot, allocator)
+        if anon and allocator == "jemalloc" and state.phase == "startup" and length == 4096:
+            why = "4 KiB anonymous map at jemalloc start-up (pages_boot probe)"
+            return _result(event, "allocator", "jemalloc", "page probe", why)
         if anon and prot == _RW and length in (MIB, 256 * KIB) and "python" in program:
-            return _result(
-                event, "runtime", "pymalloc", "arena", "1 MiB anonymous RW in a Python process"
-            )
-        if anon and prot == _RW and length >= 128 * KIB and length % 4096 == 0:
-            return _result(
-                event,
-                "allocator",
-                "glibc",
-                "large allocation",
-                "anonymous RW at or above the 128 KiB mmap threshold",
-            )
+            why = "1 MiB anonymous RW in a Python process"
+            return _result(event, "runtime", "pymalloc", "arena", why)
+        if anon and prot == _RW and length >= 128 * KIB and allocator == "glibc":
+            why = "anonymous RW at or above glibc's 128 KiB mmap threshold"
+            return _result(event, "allocator", "glibc", "large allocation", why)
         return _result(event, "user", program, "own call", "no allocator or loader signature")
-    if event.syscall == "mprotect" and prot == flags.PROT_READ and not state.seen_main_heap:
-        return _result(event, "loader", "ld.so", "RELRO", "mprotect PROT_READ during start-up")
+    if event.syscall == "mprotect" and loading and prot == flags.PROT_READ:
+        return _result(event, "loader", "ld.so", "RELRO", "mprotect PROT_READ while ld.so loads")
     return _result(event, "user", program, "own call", "no allocator or loader signature")
+
+
+def _brk(event: Syscall, state: ProcessState, allocator: str) -> Classified:
+    if state.brk_calls == 0 and not state.seen_mmap:
+        why = "first brk, before any mmap"
+        if not state.libraries:  # a static program: libc's start-up sets up TLS with brk
+            return _result(event, "loader", "glibc", "static TLS", why + " in a static program")
+        return _result(event, "loader", "ld.so", "initialize break", why)
+    if not state.libraries and state.phase == "startup":
+        return _result(event, "loader", "glibc", "static TLS", "brk before main, static program")
+    if allocator == "jemalloc":
+        return _result(event, "allocator", "jemalloc", "dss probe", "brk with jemalloc loaded")
+    if allocator == "tcmalloc":
+        why = "brk with tcmalloc loaded (SbrkSysAllocator)"
+        return _result(event, "allocator", "tcmalloc", "sbrk (metadata or page heap)", why)
+    if allocator == "musl":
+        return _result(event, "allocator", "musl", "metadata", "brk with musl (alloc_meta)")
+    return _result(event, "allocator", "glibc", "grow main heap", "brk after start-up")
+
+
+def _noreserve(event: Syscall, length: int, prot: int, allocator: str) -> Classified:
+    if prot == flags.PROT_NONE and length in (64 * MIB, 128 * MIB):
+        why = "128 MiB PROT_NONE MAP_NORESERVE (2 x HEAP_MAX_SIZE)"
+        return _result(event, "allocator", "glibc", "reserve arena heap", why)
+    if allocator == "mimalloc" or length == 32 * MIB:
+        role = "segment" if length >= 4 * MIB else "thread data"
+        return _result(event, "allocator", "mimalloc", role, "MAP_NORESERVE with mimalloc")
+    role = "page probe" if length == 4096 else "extent or base block"
+    why = "MAP_NORESERVE page or 2 MiB multiple (jemalloc pages_map)"
+    return _result(event, "allocator", "jemalloc", role, why)
 
 
 def allocator_role(owner: str, event: Syscall) -> str | None:

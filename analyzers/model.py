@@ -33,16 +33,30 @@ class ProcessState:
     pid: int
     exe: str = ""
     space: AddressSpace = field(default_factory=AddressSpace)
-    loading: str | None = None  # the object ld.so is mapping right now
     spans: dict[str, tuple[int, int]] = field(default_factory=dict)  # object -> mapped span
+    libraries: set[str] = field(default_factory=set)  # file names of the objects mapped
     seen_mmap: bool = False
     brk_calls: int = 0
-
-    @property
-    def seen_main_heap(self) -> bool:
-        """malloc has grown the main heap (ld.so's own brk(0) is the first brk call)."""
-        return self.brk_calls >= 2
+    phase: str = "startup"  # from the tracer's Phase records, when the trace has them
+    loader_done: bool = False  # ld.so unmapped ld.so.cache: start-up loading is over
 
     def loading_span(self, addr: int) -> bool:
         """Is ``addr`` inside the span of an object the loader mapped?"""
         return any(start <= addr < end for start, end in self.spans.values())
+
+    def has_library(self, prefix: str) -> bool:
+        """Has an object whose file name starts with ``prefix`` been mapped?"""
+        return any(name.startswith(prefix) for name in self.libraries)
+
+    @property
+    def allocator(self) -> str:
+        """The malloc the mapped objects suggest (for judging calls without stacks)."""
+        for prefix, name in (
+            ("libjemalloc", "jemalloc"),
+            ("libtcmalloc", "tcmalloc"),
+            ("libmimalloc", "mimalloc"),
+            ("ld-musl", "musl"),
+        ):
+            if self.has_library(prefix):
+                return name
+        return "glibc"
