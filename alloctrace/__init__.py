@@ -6,8 +6,24 @@
 
 from __future__ import annotations
 
-from alloctrace.api import Trace, load
+from typing import TYPE_CHECKING, Any
+
 from tracer.errors import AlloctraceError
+
+if TYPE_CHECKING:
+    from alloctrace.api import Trace, load
 
 __version__ = "0.1.0"
 __all__ = ["AlloctraceError", "Trace", "__version__", "load"]
+
+# The library face loads on first use, so `import alloctrace` (and every CLI start, which
+# imports this package) does not pay for pyelftools, the demangler or pandas.
+_LAZY = frozenset({"Trace", "load"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from alloctrace import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'alloctrace' has no attribute {name!r}")

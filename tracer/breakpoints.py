@@ -37,13 +37,7 @@ class _Breakpoint:
 
 def _symbol(path: str, name: str) -> int | None:
     obj = elf.open_elf(path)
-    if obj is None:
-        return None
-    symbols = obj.function_symbols()
-    try:
-        return symbols.starts[symbols.names.index(name)]
-    except ValueError:
-        return None
+    return None if obj is None else obj.symbol_address(name)
 
 
 def _bias(pid: int, path: str) -> int | None:

@@ -106,10 +106,10 @@ WALL = 0x40000000
 
 _ptrace = _pt.ptrace
 # The hot requests (CONT, SYSCALL, GETREGS at every stop) skip python-ptrace's wrapper, which
-# checks errno and builds exceptions: 1.1 us instead of 1.9 us per call, measured here.
-_raw = ctypes.CDLL(None, use_errno=True).ptrace
+# checks errno and builds exceptions, and declare no argtypes (ints go as C ints, pointers as
+# byref/None): 0.6 us per call instead of 1.9 us through the wrapper, measured here.
+_raw = ctypes.CDLL(None).ptrace
 _raw.restype = ctypes.c_long
-_raw.argtypes = (ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p)
 _CONT = _pt.PTRACE_CONT
 _SYSCALL = _pt.PTRACE_SYSCALL
 _GETREGS = _pt.PTRACE_GETREGS

@@ -109,10 +109,6 @@ class Outcome:
         return self.footer.status if self.footer.status is not None else 1
 
 
-def _signed(value: int) -> int:
-    return value - (1 << 64) if value >= 1 << 63 else value
-
-
 class Session:
     """Traces one program (and everything it starts) into a TraceWriter."""
 
@@ -308,7 +304,11 @@ class Session:
             self._resume(thread.tid)
 
     def _on_syscall_exit(self, thread: _Thread) -> None:
-        """The exit stop of a memory syscall: read registers, write one record, resume."""
+        """The exit stop of a memory syscall: read registers, write one record, resume.
+
+        The hot function of the tracer (two per traced syscall with the stops): it reads each
+        register once and builds the JSON line by hand, which costs a third of json.dumps.
+        """
         tid = thread.tid
         regs = self._regs
         if not pt.get_registers(tid, regs):
@@ -317,30 +317,27 @@ class Session:
         if name is None:  # not ours (a filter for other syscalls would be a bug): pass it
             self._resume(tid)
             return
+        entry = thread.entry_ns
         end = time.monotonic_ns() - self._t0
         pid = thread.pid
-        stack = None
-        if self.stacks is not None:
-            stack = self.stacks.capture(pid, tid, regs)
-        self._seq += 1
+        stacks = self.stacks
+        stack = None if stacks is None else stacks.capture(pid, tid, regs)
+        self._seq = seq = self._seq + 1
         raw = regs.rax
-        ret = _signed(raw)
-        if -4096 < ret < 0 and name != "brk":
-            outcome = f',"errno":{-ret}'
-            ok = False
-        else:
-            outcome = f',"result":{raw}'
-            ok = True
-        args = self._arguments(name, regs, tid, pid)
-        line = (
-            f'{{"kind":"syscall","seq":{self._seq},"ts_ns":{thread.entry_ns},'
-            f'"dur_ns":{end - thread.entry_ns},"pid":{pid},"tid":{tid},"syscall":"{name}"'
-            f"{args}{outcome}" + (f',"stack":{stack}}}' if stack is not None else "}")
+        failed = raw >= _MASK64 - 4095 and name != "brk"  # -4095..-1: -errno
+        outcome = f',"errno":{(1 << 64) - raw}' if failed else f',"result":{raw}'
+        tail = "}" if stack is None else f',"stack":{stack}}}'
+        self.writer.write_line(
+            f'{{"kind":"syscall","seq":{seq},"ts_ns":{entry},"dur_ns":{end - entry},'
+            f'"pid":{pid},"tid":{tid},"syscall":"{name}"'
+            f"{self._arguments(name, regs, tid, pid)}{outcome}{tail}"
         )
-        self.writer.write_line(line)
-        if ok and self.stacks is not None:
+        if stacks is not None and not failed:
             self._update_modules(name, regs, pid, raw)
-        self._resume(tid)
+        if self._seccomp:
+            pt.resume(tid)
+        else:
+            pt.resume_to_syscall(tid)
 
     def _arguments(self, name: str, regs: pt.Registers, tid: int, pid: int) -> str:
         """The call's arguments as JSON members (names from man 2, see docs/trace-format.md)."""
