@@ -44,9 +44,12 @@ class Rule:
     context: re.Pattern[str] | None
     roles: tuple[Role, ...]
     source: str
+    unnamed: bool = False  # claims only frames without a function name (stripped code)
 
     def claims(self, object_name: str, is_exe: bool, function: str | None) -> bool:
         """Does the decider frame (object file name, function) belong to this rule?"""
+        if self.unnamed and function is not None:
+            return False
         if self.objects is not None or self.exe:
             in_objects = self.objects is not None and bool(self.objects.fullmatch(object_name))
             if not (in_objects or (self.exe and is_exe)):
@@ -109,6 +112,7 @@ def parse_rules(text: str, source: str) -> RuleSet:
                 context=_pattern(_strings(table, "context", where)),
                 roles=roles,
                 source=source,
+                unnamed=bool(table.get("unnamed", False)),
             )
         )
     return RuleSet(wrappers, tuple(rules))
