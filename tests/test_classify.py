@@ -26,9 +26,10 @@ def test_seed_glibc_first_malloc_grows_the_heap(tmp_path: Path) -> None:
     classified = _classified(tmp_path, [fixture("seed")])
     brks = [c for c in classified if c.event.syscall == "brk"]
     assert (brks[0].category, brks[0].owner) == ("loader", "ld.so")
-    assert [(c.category, c.owner, c.role) for c in brks[1:]] == [
-        ("allocator", "glibc", "grow main heap")
+    assert [(c.category, c.owner, c.role, c.phase) for c in brks[1:]] == [
+        ("allocator", "glibc", "grow main heap", "main")
     ] * 2
+    assert brks[0].phase == "startup"
     assert all(c.decided_by == "stack" for c in classified)
     loader_maps = [c for c in classified if c.category == "loader" and c.event.path]
     assert {os.path.basename(c.object or "") for c in loader_maps} >= {"libc.so.6"}
