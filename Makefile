@@ -37,10 +37,14 @@ $(STAMP): pyproject.toml
 fixtures: system-packages
 	$(MAKE) -s -C fixtures
 
+# The article's question on the seed fixture: glibc vs jemalloc side by side, then the report of
+# the article's own build (g++ ... -ljemalloc). Reports go to stderr, like strace's output.
 demo: setup
-	$(BIN)/alloctrace record -o demo-seed.jsonl -- fixtures/build/seed
-	@echo "--- the memory syscalls recorded (first 40 lines of demo-seed.jsonl) ---"
-	@head -n 40 demo-seed.jsonl
+	@echo "--- alloctrace diff --allocator glibc --allocator jemalloc -- fixtures/build/seed ---"
+	$(BIN)/alloctrace diff --allocator glibc --allocator jemalloc -- fixtures/build/seed
+	@echo
+	@echo "--- alloctrace -o demo-seed.jsonl fixtures/build/seed-jemalloc ---"
+	$(BIN)/alloctrace -o demo-seed.jsonl -- fixtures/build/seed-jemalloc
 
 test: setup
 	$(BIN)/python -m pytest -q

@@ -3,19 +3,78 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
+from typing import Any
 
 import typer
+from typer.core import TyperGroup
 
 from alloctrace.commands import PROGRAM_CONTEXT
+from alloctrace.commands.allocators import allocators
+from alloctrace.commands.diff import diff
 from alloctrace.commands.record import record
 from alloctrace.commands.report import report
+from alloctrace.commands.run import run
 from tracer.errors import AlloctraceError
+
+# click's base error class, reached through typer (recent typer vendors its own click).
+_CLICK_ERROR: type[Exception] = next(
+    c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"
+)
+
+
+class _RunByDefault(TyperGroup):
+    """``alloctrace ./prog`` is ``alloctrace run ./prog``: a first word that is neither a
+    subcommand nor an option of alloctrace itself starts the default command, and so does ``--``
+    (``alloctrace -- record`` runs a program named ``record``). A bad argument is one line
+    ``alloctrace: ...`` on stderr and exit status 2, like every other error.
+    """
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        windows_expand_args: bool = True,
+        **extra: Any,
+    ) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, False, windows_expand_args, **extra)
+        except _CLICK_ERROR as exc:
+            message = exc.format_message()  # type: ignore[attr-defined]
+            if type(exc).__name__ == "NoArgsIsHelpError":  # bare `alloctrace`: the help
+                typer.echo(message, err=True)
+            else:
+                typer.echo(f"alloctrace: {' '.join(message.split())}", err=True)
+            sys.exit(getattr(exc, "exit_code", 2))
+        except typer.Abort:
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:  # click's Context
+        if args and args[0] not in self.commands and self._starts_run(args[0]):
+            args = ["run", *args]
+        return super().parse_args(ctx, args)
+
+    def _starts_run(self, word: str) -> bool:
+        """A program name, ``--``, or an option of ``run`` (``alloctrace -o t.jsonl ./prog``)."""
+        if word == "--" or not word.startswith("-"):
+            return True
+        name = word.split("=", 1)[0]
+        run_command = self.commands.get("run")
+        params = run_command.params if run_command is not None else []
+        return any(name in p.opts or name in p.secondary_opts for p in params)
+
 
 app = typer.Typer(
     name="alloctrace",
     help="Trace a program's memory system calls (mmap, munmap, brk, mprotect, mremap, madvise) "
     "and explain who made them.",
     no_args_is_help=True,
+    cls=_RunByDefault,
     add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
@@ -28,8 +87,11 @@ def _root() -> None:
 
 
 # A new subcommand is one module in alloctrace/commands/ and one line here.
+app.command(context_settings=PROGRAM_CONTEXT)(run)
 app.command(context_settings=PROGRAM_CONTEXT)(record)
 app.command()(report)
+app.command(context_settings=PROGRAM_CONTEXT)(diff)
+app.command()(allocators)
 
 
 def main() -> None:

@@ -1,0 +1,101 @@
+"""``alloctrace [OPTIONS] [--] PROG ARGS...`` (the default command): record, then report.
+
+The trace is kept (``-o``; its path is printed). The report goes to stderr, as strace's output
+does, so it never mixes with the program's stdout; ``--report FILE`` writes it to a file.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from alloctrace.commands import fail
+from alloctrace.commands.allocators import AllocatorOption, check_allocator, environment
+from alloctrace.reporters import Format
+from tracer.errors import AlloctraceError
+
+if TYPE_CHECKING:
+    from analyzers.summarize import Summary
+
+FormatOption = Annotated[
+    Format,
+    typer.Option("--format", "-f", help="How to write the report.", case_sensitive=False),
+]
+ReportOption = Annotated[
+    Path | None,
+    typer.Option("--report", metavar="FILE", help="Write the report to FILE."),
+]
+
+
+def summary_of(trace: str | os.PathLike[str]) -> Summary:
+    """Read, analyze and summarize a trace file."""
+    from analyzers.analysis import analyze
+    from analyzers.summarize import summarize
+    from tracer.traceformat import read_trace
+
+    return summarize(analyze(read_trace(trace)))
+
+
+def emit(text: str, report: Path | None, to_stderr: bool) -> None:
+    """Write a rendered report to ``report``, else to stderr or stdout."""
+    if report is not None:
+        try:
+            report.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise fail(f"cannot write the report to {report}: {exc.strerror}") from None
+        return
+    stream = sys.stderr if to_stderr else sys.stdout
+    try:
+        stream.write(text)
+        stream.flush()
+    except BrokenPipeError:  # `alloctrace report ... | head`
+        sys.stderr.close()
+
+
+def run(
+    command: Annotated[list[str], typer.Argument(help="The program and its arguments.")],
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="Where to keep the trace (JSON Lines).")
+    ] = Path("alloctrace.jsonl"),
+    fmt: FormatOption = Format.TEXT,
+    report: ReportOption = None,
+    allocator: AllocatorOption = None,
+    no_stacks: Annotated[
+        bool, typer.Option("--no-stacks", help="Do not record call stacks (faster, coarser).")
+    ] = False,
+) -> None:
+    """Run a program, record its memory syscalls, and report who made them (the default).
+
+    `alloctrace ./prog args` is `alloctrace run ./prog args`. The report goes to standard
+    error, like strace's; a program named like a subcommand is reachable after `--`.
+
+    Examples:
+
+        alloctrace ./prog
+
+        alloctrace --allocator jemalloc --format markdown --report prog.md -- ./prog -v
+    """
+    from alloctrace.reporters import reporter
+    from tracer.recording import record as record_program
+    from tracer.session import TraceOptions
+
+    chosen = check_allocator(allocator)
+    env = environment(chosen, dict(os.environ))
+    options = TraceOptions(stacks=not no_stacks)
+    try:
+        outcome = record_program(
+            command, output, options, env=env, allocator=chosen.name if chosen else None
+        )
+    except AlloctraceError as exc:
+        raise fail(str(exc)) from None
+    typer.echo(f"alloctrace: trace written to {output}", err=True)
+    try:
+        text = reporter(fmt).render_report(summary_of(output))
+    except AlloctraceError as exc:
+        raise fail(str(exc)) from None
+    emit(text, report, to_stderr=True)
+    raise typer.Exit(outcome.exit_code)
