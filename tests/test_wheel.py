@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -20,10 +21,14 @@ def test_wheel_installs_and_traces_outside_the_repository(tmp_path: Path) -> Non
         capture_output=True,
     )
     (wheel,) = dist.glob("alloctrace-*.whl")
+    # The fresh environment must not see the source tree (PYTHONPATH, or the egg-info the build
+    # leaves beside it, would make pip skip the install as "already satisfied").
+    clean = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     pip = subprocess.run(
         [str(venv / "bin" / "pip"), "install", "-q", str(wheel)],
+        env=clean,
         capture_output=True,
         text=True,
         check=False,
@@ -33,6 +38,7 @@ def test_wheel_installs_and_traces_outside_the_repository(tmp_path: Path) -> Non
     run = subprocess.run(
         [str(venv / "bin" / "alloctrace"), "record", "-o", str(trace), "--", fixture("seed")],
         cwd=tmp_path,  # not the repository: nothing may come from the source tree
+        env=clean,
         check=False,
         capture_output=True,
         text=True,
@@ -48,6 +54,7 @@ def test_wheel_installs_and_traces_outside_the_repository(tmp_path: Path) -> Non
             str(trace),
         ],
         cwd=tmp_path,
+        env=clean,
         capture_output=True,
         text=True,
         check=False,
