@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from analyzers.loader import LoadedObject
+from tracer import elf
 from tracer.records import Exec
 from tracer.traceformat import TraceData
 
@@ -105,10 +106,11 @@ def detect(trace: TraceData, objects: Sequence[LoadedObject]) -> dict[int, Alloc
                 info = AllocatorInfo(found[0], how, obj.path, found[1], runtime)
                 break
         if info is None:
-            names = [o.name for o in loaded]
-            if any(n.startswith("ld-musl") for n in names):
+            exe_elf = elf.open_elf(exe)
+            interpreter = exe_elf.interpreter if exe_elf is not None else None
+            if interpreter is not None and "ld-musl" in interpreter:
                 info = AllocatorInfo("musl", "default", runtime=runtime)
-            elif not any(n.startswith("ld-linux") for n in names) and len(loaded) <= 1:
+            elif exe_elf is not None and interpreter is None:
                 info = AllocatorInfo("static glibc", "static", exe, runtime=runtime)
             else:
                 info = AllocatorInfo("glibc", "default", None, _glibc_version(trace), runtime)

@@ -20,7 +20,7 @@ from analyzers.model import Classified, ProcessState
 from analyzers.phases import phases
 from analyzers.rules import RuleSet, default_rules
 from analyzers.symbols import ResolvedFrame, Symbolizer
-from tracer import flags
+from tracer import elf, flags
 from tracer.records import Exec, Memory, Phase, Spawn, Syscall
 from tracer.traceformat import TraceData
 
@@ -63,7 +63,14 @@ class Classifier:
         for event in trace.events:
             if isinstance(event, Exec):
                 spans = kernel_spans.get((event.pid, event.seq), {})
-                states[event.pid] = ProcessState(event.pid, exe=event.path, spans=dict(spans))
+                names = loader_names(event.path)
+                states[event.pid] = ProcessState(
+                    event.pid,
+                    exe=event.path,
+                    spans=dict(spans),
+                    libraries=names,
+                    static=len(names) == 1,
+                )
             elif isinstance(event, Spawn) and event.how != "thread":
                 parent = states.get(event.parent_pid)
                 if parent is not None:
@@ -119,6 +126,8 @@ class Classifier:
                 continue
             if rule.context is not None and not any(rule.context.fullmatch(f) for f in functions):
                 continue
+            if rule.defer:  # code that cannot be named: the arguments decide
+                return None
             role = rule.role
             if not rule.roles:  # a library without symbols: its arguments tell the role
                 role = heuristics.allocator_role(rule.owner, event) or role
@@ -249,22 +258,24 @@ class Classifier:
 
 
 def _kernel_mapped(trace: TraceData) -> dict[tuple[int, int], dict[str, tuple[int, int]]]:
-    """Spans of the objects the kernel maps at exec (the executable and ld.so), per exec.
+    """Spans of the objects the kernel maps at exec (the executable and its PT_INTERP loader).
 
     ld.so never mmaps them, so their RELRO mprotects are attributed through these spans,
     taken from the module table or, without stacks, from the exit-time smaps snapshot.
     """
     out: dict[tuple[int, int], dict[str, tuple[int, int]]] = {}
-    current: dict[int, tuple[int, int, str]] = {}  # pid -> (exec seq, ..., exe path)
+    current: dict[int, tuple[int, str]] = {}  # pid -> (exec seq, exe path)
+    kernel: dict[int, set[str]] = {}  # pid -> real paths of the executable and its loader
     for event in trace.events:
         if isinstance(event, Exec):
-            current[event.pid] = (event.pid, event.seq, event.path)
+            current[event.pid] = (event.seq, event.path)
             out[event.pid, event.seq] = {}
+            kernel[event.pid] = _kernel_objects(event.path)
         elif isinstance(event, Memory) and event.pid in current:
-            _, seq, exe = current[event.pid]
+            seq, _exe = current[event.pid]
             spans = out[event.pid, seq]
             for m in event.mappings:
-                if m.path and (_is_loader_object(m.path) or _same_file(m.path, exe)):
+                if m.path and os.path.realpath(m.path) in kernel[event.pid]:
                     lo, hi = spans.get(m.path, (m.start, m.end))
                     spans[m.path] = (min(lo, m.start), max(hi, m.end))
     for module in trace.modules.values():
@@ -272,10 +283,30 @@ def _kernel_mapped(trace: TraceData) -> dict[tuple[int, int], dict[str, tuple[in
             if (
                 pid == module.pid
                 and module.path not in spans
-                and (_is_loader_object(module.path) or module.path == current[pid][2])
+                and os.path.realpath(module.path) in kernel.get(pid, set())
             ):
                 spans[module.path] = (module.start, module.end)
     return out
+
+
+@functools.lru_cache(maxsize=256)
+def _kernel_objects(exe: str) -> set[str]:
+    """Real paths of what the kernel maps for ``exe``: itself and its PT_INTERP loader."""
+    paths = {os.path.realpath(exe)}
+    obj = elf.open_elf(exe)
+    if obj is not None and obj.interpreter:
+        paths.add(os.path.realpath(obj.interpreter))
+    return paths
+
+
+def loader_names(exe: str) -> set[str]:
+    """File names the process's kernel-mapped objects answer to (the loader's PT_INTERP name
+    too: musl's ld-musl-x86_64.so.1 is its libc.so)."""
+    obj = elf.open_elf(exe)
+    names = {os.path.basename(p) for p in _kernel_objects(exe)}
+    if obj is not None and obj.interpreter:
+        names.add(os.path.basename(obj.interpreter))
+    return names
 
 
 def _at(region: Region, start: int, end: int, prot: int) -> Region:

@@ -42,7 +42,11 @@ def classify(event: Syscall, state: ProcessState) -> Classified:
         if anon and fl & flags.MAP_FIXED and state.loading_span(event.addr or 0):
             why = "MAP_FIXED anonymous inside an object being loaded (.bss)"
             return _result(event, "loader", "ld.so", "map segment", why)
-        if fl & flags.MAP_STACK or (anon and prot == flags.PROT_NONE and length % MIB == 4096):
+        if anon and allocator == "musl" and prot == flags.PROT_NONE and fl & flags.MAP_FIXED:
+            why = "PROT_NONE MAP_FIXED page with musl (mallocng's guard at the old break)"
+            return _result(event, "allocator", "musl", "guard page", why)
+        stack_sized = length > MIB and length % MIB == 4096  # nptl: stack + one guard page
+        if fl & flags.MAP_STACK or (anon and prot == flags.PROT_NONE and stack_sized):
             why = "MAP_STACK, or PROT_NONE of a stack size plus one guard page"
             return _result(event, "thread-stack", "glibc", "reserve stack (guard + stack)", why)
         if anon and loading and prot == _RW and length <= 64 * KIB:
@@ -61,25 +65,28 @@ def classify(event: Syscall, state: ProcessState) -> Classified:
             return _result(event, "allocator", "glibc", "large allocation", why)
         return _result(event, "user", program, "own call", "no allocator or loader signature")
     if event.syscall == "mprotect" and loading and prot == flags.PROT_READ:
-        return _result(event, "loader", "ld.so", "RELRO", "mprotect PROT_READ while ld.so loads")
+        loader = "ld-musl" if allocator == "musl" else "ld.so"
+        return _result(
+            event, "loader", loader, "RELRO", "mprotect PROT_READ while the loader loads"
+        )
     return _result(event, "user", program, "own call", "no allocator or loader signature")
 
 
 def _brk(event: Syscall, state: ProcessState, allocator: str) -> Classified:
+    if allocator == "musl":  # musl's loader never calls brk; mallocng's alloc_meta does
+        return _result(event, "allocator", "musl", "metadata", "brk with musl (alloc_meta)")
     if state.brk_calls == 0 and not state.seen_mmap:
         why = "first brk, before any mmap"
-        if not state.libraries:  # a static program: libc's start-up sets up TLS with brk
+        if state.static:  # a static program: libc's start-up sets up TLS with brk
             return _result(event, "loader", "glibc", "static TLS", why + " in a static program")
         return _result(event, "loader", "ld.so", "initialize break", why)
-    if not state.libraries and state.phase == "startup":
+    if state.static and state.phase == "startup":
         return _result(event, "loader", "glibc", "static TLS", "brk before main, static program")
     if allocator == "jemalloc":
         return _result(event, "allocator", "jemalloc", "dss probe", "brk with jemalloc loaded")
     if allocator == "tcmalloc":
         why = "brk with tcmalloc loaded (SbrkSysAllocator)"
         return _result(event, "allocator", "tcmalloc", "sbrk (metadata or page heap)", why)
-    if allocator == "musl":
-        return _result(event, "allocator", "musl", "metadata", "brk with musl (alloc_meta)")
     return _result(event, "allocator", "glibc", "grow main heap", "brk after start-up")
 
 

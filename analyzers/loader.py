@@ -125,8 +125,11 @@ def _new_object(
             (f.object for f in frames if f.object and not _SYSTEM.match(f.object_name)), None
         )
         return LoadedObject(event.pid, path, "dlopen", caller, first_seq=event.seq)
-    if os.path.basename(path).startswith(("ld-linux", "ld-musl")):  # PT_INTERP: the kernel
-        return LoadedObject(event.pid, path, "kernel", first_seq=event.seq)
+    exe = earlier[0].path if earlier and earlier[0].how == "kernel" else None
+    exe_elf = elf.open_elf(exe) if exe else None
+    interpreter = exe_elf.interpreter if exe_elf is not None else None
+    if interpreter is not None and os.path.realpath(interpreter) == os.path.realpath(path):
+        return LoadedObject(event.pid, path, "kernel", first_seq=event.seq)  # PT_INTERP
     for other in earlier:
         if names & set(_needed(other.path)):
             return LoadedObject(event.pid, path, "DT_NEEDED", other.path, first_seq=event.seq)

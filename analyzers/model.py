@@ -39,6 +39,7 @@ class ProcessState:
     brk_calls: int = 0
     phase: str = "startup"  # from the tracer's Phase records, when the trace has them
     loader_done: bool = False  # ld.so unmapped ld.so.cache: start-up loading is over
+    static: bool = False  # no PT_INTERP: libc's own start-up stands in for ld.so
 
     def loading_span(self, addr: int) -> bool:
         """Is ``addr`` inside the span of an object the loader mapped?"""

@@ -45,6 +45,7 @@ class Rule:
     roles: tuple[Role, ...]
     source: str
     unnamed: bool = False  # claims only frames without a function name (stripped code)
+    defer: bool = False  # the frame cannot tell: leave the event to region and heuristics
 
     def claims(self, object_name: str, is_exe: bool, function: str | None) -> bool:
         """Does the decider frame (object file name, function) belong to this rule?"""
@@ -113,6 +114,7 @@ def parse_rules(text: str, source: str) -> RuleSet:
                 roles=roles,
                 source=source,
                 unnamed=bool(table.get("unnamed", False)),
+                defer=bool(table.get("defer", False)),
             )
         )
     return RuleSet(wrappers, tuple(rules))

@@ -162,3 +162,33 @@ def test_big_allocations_are_glibcs(tmp_path: Path) -> None:
         ("mmap", "allocator", "glibc", "large allocation"),
         ("munmap", "allocator", "glibc", "free large allocation"),
     ]
+
+
+def test_musl_malloc_metadata_and_guard(tmp_path: Path) -> None:
+    """musl's libc.so has no symbols: its calls are judged by their arguments (mallocng)."""
+    if not Path(fixture("seed-musl")).exists():
+        pytest.skip("musl-gcc is not installed")
+    result = record(tmp_path, [fixture("seed-musl")])
+    assert result.trace is not None
+    analysis = analyze(result.trace.data)
+    (info,) = analysis.allocators.values()
+    assert info.name == "musl"
+    roles = [(c.event.syscall, c.category, c.owner, c.role) for c in analysis.events]
+    assert roles[:3] == [
+        ("brk", "allocator", "musl", "metadata"),
+        ("brk", "allocator", "musl", "metadata"),
+        ("mmap", "allocator", "musl", "guard page"),
+    ]
+    assert all(c.category == "loader" for c in analysis.events if c.event.syscall == "mprotect")
+    kinds = {o.name: o.how for o in analysis.objects}
+    assert set(kinds.values()) == {"kernel"}, "musl's loader is its libc, mapped by the kernel"
+
+
+def test_static_program_is_static_glibc(tmp_path: Path) -> None:
+    result = record(tmp_path, [fixture("static")])
+    assert result.trace is not None
+    analysis = analyze(result.trace.data)
+    (info,) = analysis.allocators.values()
+    assert (info.name, info.how) == ("static glibc", "static")
+    brks = [c for c in analysis.events if c.event.syscall == "brk"]
+    assert [c.category for c in brks[:2]] == ["loader", "loader"], "static TLS before malloc"

@@ -229,6 +229,14 @@ class ElfObject:
         """The ELF entry point (a virtual address; add the load bias)."""
         return int(self._elf["e_entry"])
 
+    @property
+    def interpreter(self) -> str | None:
+        """PT_INTERP: the dynamic loader the kernel maps with this program (None: static)."""
+        for segment in self._elf.iter_segments():
+            if segment["p_type"] == "PT_INTERP":
+                return str(segment.get_interp_name())
+        return None
+
     def symbol_address(self, name: str) -> int | None:
         """The address of function ``name``: by the GNU hash table for exported symbols (no
         scan of the whole symbol table: 7 ms instead of 55 ms for libc), else by the symbols."""
