@@ -11,14 +11,14 @@ from typing import TYPE_CHECKING, Any
 from tracer.errors import AlloctraceError
 
 if TYPE_CHECKING:
-    from alloctrace.api import Trace, load
+    from alloctrace.api import Trace, import_strace, load, run
 
 __version__ = "0.1.0"
-__all__ = ["AlloctraceError", "Trace", "__version__", "load"]
+__all__ = ["AlloctraceError", "Trace", "__version__", "import_strace", "load", "run"]
 
 # The library face loads on first use, so `import alloctrace` (and every CLI start, which
 # imports this package) does not pay for pyelftools, the demangler or pandas.
-_LAZY = frozenset({"Trace", "load"})
+_LAZY = frozenset({"Trace", "import_strace", "load", "run"})
 
 
 def __getattr__(name: str) -> Any:

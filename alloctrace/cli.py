@@ -12,6 +12,9 @@ from typer.core import TyperGroup
 from alloctrace.commands import PROGRAM_CONTEXT
 from alloctrace.commands.allocators import allocators
 from alloctrace.commands.diff import diff
+from alloctrace.commands.export import export
+from alloctrace.commands.import_strace import import_strace
+from alloctrace.commands.plot import plot
 from alloctrace.commands.record import record
 from alloctrace.commands.report import report
 from alloctrace.commands.run import run
@@ -72,7 +75,8 @@ class _RunByDefault(TyperGroup):
 app = typer.Typer(
     name="alloctrace",
     help="Trace a program's memory system calls (mmap, munmap, brk, mprotect, mremap, madvise) "
-    "and explain who made them.",
+    "and explain who made them. `alloctrace [OPTIONS] [--] PROG ARGS...` records and reports in "
+    "one go (see `alloctrace run --help`); the subcommands below do one step each.",
     no_args_is_help=True,
     cls=_RunByDefault,
     add_completion=True,
@@ -92,6 +96,9 @@ app.command(context_settings=PROGRAM_CONTEXT)(record)
 app.command()(report)
 app.command(context_settings=PROGRAM_CONTEXT)(diff)
 app.command()(allocators)
+app.command()(export)
+app.command()(plot)
+app.command("import-strace")(import_strace)
 
 
 def main() -> None:
