@@ -27,6 +27,8 @@ from tracer.traceformat import TraceData
 # GCC's clones and split functions: sysmalloc_mmap.constprop.0 is sysmalloc_mmap.
 _CLONE_SUFFIX = re.compile(r"\.(?:constprop|isra|part|cold|lto_priv|localalias)(?:\.\d+)*$")
 
+_UNNAMED = "<unnamed object at "  # span key of an object mapped without a known path
+
 FramesOf = Callable[[Syscall], Sequence[ResolvedFrame]]
 
 
@@ -205,7 +207,7 @@ class Classifier:
         elif event.addr is not None:
             owner = _object_at(state, event.addr)
             if owner is not None:
-                obj = owner
+                obj = None if owner.startswith(_UNNAMED) else owner
                 if event.syscall == "mmap":
                     segment = "bss"
                 elif event.syscall == "mprotect":
@@ -236,11 +238,12 @@ class Classifier:
             start, end = event.result, event.result + _pages(event.length)
             state.space.add(_at(region, start, end, event.prot or 0))
             if (
-                event.path
-                and result.category == "loader"
-                and not (event.flags or 0) & flags.MAP_FIXED
+                result.category == "loader"
+                and (event.path or (event.fd or -1) >= 0)
+                and not (event.flags or 0) & (flags.MAP_FIXED | flags.MAP_ANONYMOUS)
             ):
-                state.spans[event.path] = (start, end)
+                # A log without paths still shows each object's span: key it by its address.
+                state.spans[event.path or f"{_UNNAMED}{start:#x}"] = (start, end)
         elif event.syscall == "munmap" and event.addr is not None:
             if "ld.so.cache" in result.role or result.object == "/etc/ld.so.cache":
                 state.loader_done = True

@@ -35,10 +35,21 @@ def classify(event: Syscall, state: ProcessState) -> Classified:
     if event.syscall == "brk":
         return _brk(event, state, allocator)
     if event.syscall == "mmap":
+        file_backed = bool(event.path) or (not anon and (event.fd or -1) >= 0)
         if event.path == "/etc/ld.so.cache":
             return _result(event, "loader", "ld.so", "read ld.so.cache", "maps /etc/ld.so.cache")
-        if event.path and fl & flags.MAP_DENYWRITE:
+        if file_backed and fl & flags.MAP_DENYWRITE:
             return _result(event, "loader", "ld.so", "map segment", "file map with MAP_DENYWRITE")
+        if (  # a log without -y paths: ld.so reads its cache before it maps any object
+            event.path is None
+            and file_backed
+            and loading
+            and prot == flags.PROT_READ
+            and fl == flags.MAP_PRIVATE
+            and not state.spans
+        ):
+            why = "first read-only private file map, before any object (ld.so.cache)"
+            return _result(event, "loader", "ld.so", "read ld.so.cache", why)
         if anon and fl & flags.MAP_FIXED and state.loading_span(event.addr or 0):
             why = "MAP_FIXED anonymous inside an object being loaded (.bss)"
             return _result(event, "loader", "ld.so", "map segment", why)
@@ -49,7 +60,7 @@ def classify(event: Syscall, state: ProcessState) -> Classified:
         if fl & flags.MAP_STACK or (anon and prot == flags.PROT_NONE and stack_sized):
             why = "MAP_STACK, or PROT_NONE of a stack size plus one guard page"
             return _result(event, "thread-stack", "glibc", "reserve stack (guard + stack)", why)
-        if anon and loading and prot == _RW and length <= 64 * KIB:
+        if anon and loading and prot == _RW and length <= 64 * KIB and not fl & flags.MAP_NORESERVE:
             why = "small anonymous RW map while ld.so loads (__minimal_malloc, TLS)"
             return _result(event, "loader", "ld.so", "minimal malloc", why)
         if anon and fl & flags.MAP_NORESERVE:

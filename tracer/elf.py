@@ -11,6 +11,7 @@ symbols are read with ``struct`` straight from ``.symtab``/``.dynsym``. pyelftoo
 
 from __future__ import annotations
 
+import atexit
 import bisect
 import io
 import os
@@ -493,6 +494,14 @@ class _Cache:
         return obj
 
 
+    def close(self) -> None:
+        """Close every cached object's file (at interpreter exit)."""
+        for obj in {id(o): o for o in self.by_file.values() if o is not None}.values():
+            obj.close()
+        self.by_file.clear()
+        self.by_build_id.clear()
+
+
 def _open(path: str) -> ElfObject | None:
     try:
         handle = open(path, "rb")  # noqa: SIM115 - owned by the ElfObject
@@ -510,6 +519,9 @@ def _open(path: str) -> ElfObject | None:
 
 
 _CACHE = _Cache(_MAX_OBJECTS)
+# The cached objects keep their files open for lazy reads; close them before the interpreter
+# goes, rather than leave it to the garbage collector (ResourceWarning).
+atexit.register(_CACHE.close)
 
 
 def open_elf(path: str) -> ElfObject | None:
