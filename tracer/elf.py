@@ -493,7 +493,6 @@ class _Cache:
                 old.close()
         return obj
 
-
     def close(self) -> None:
         """Close every cached object's file (at interpreter exit)."""
         for obj in {id(o): o for o in self.by_file.values() if o is not None}.values():
