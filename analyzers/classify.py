@@ -8,11 +8,11 @@ which the address-space replay (analyzers/addrspace.py) knows.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import os
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 
 from analyzers import heuristics
 from analyzers.addrspace import Region
@@ -49,11 +49,44 @@ def frames_resolver(trace: TraceData, symbolizer: Symbolizer | None = None) -> F
     return frames_of
 
 
+@dataclass(frozen=True, slots=True)
+class _Verdict:
+    """What a stack decides: everything of a Classified but the event itself."""
+
+    category: str
+    owner: str
+    role: str
+    reason: str
+    object: str | None
+    function: str | None
+    refine: bool = False  # let the arguments name the role (libraries without symbols)
+
+    def classify(self, event: Syscall) -> Classified:
+        role = self.role
+        if self.refine:
+            role = heuristics.allocator_role(self.owner, event) or role
+        return Classified(
+            event,
+            self.category,
+            self.owner,
+            role,
+            self.reason,
+            "stack",
+            self.object,
+            self.function,
+        )
+
+
+_UNDECIDED = _Verdict("", "", "", "", None, None)
+
+
 class Classifier:
     """Replays a trace's events in order, classifying each syscall."""
 
     def __init__(self, rules: RuleSet | None = None) -> None:
         self.rules = rules or default_rules()
+        # A stack decides the same way for every call made through it: decided once.
+        self._verdicts: dict[tuple[int | None, str, str], _Verdict | None] = {}
 
     def classify(self, trace: TraceData, frames_of: FramesOf | None = None) -> list[Classified]:
         """Every syscall of ``trace`` with its classification, in trace order."""
@@ -95,13 +128,21 @@ class Classifier:
                     state = states[event.pid] = ProcessState(event.pid, exe=trace.header.program)
                 result = self._classify_one(event, frames(event), state)
                 self._remember(event, result, state)
-                out.append(dataclasses.replace(result, phase=phase_of[event.seq]))
+                phase = phase_of[event.seq]
+                out.append(result if result.phase == phase else replace(result, phase=phase))
         return out
 
     def _classify_one(
         self, event: Syscall, stack: Sequence[ResolvedFrame], state: ProcessState
     ) -> Classified:
-        decided = self._by_stack(event, stack, state) if stack else None
+        decided = None
+        if stack:
+            key = (event.stack, event.syscall, state.exe)
+            verdict = self._verdicts.get(key, _UNDECIDED)
+            if verdict is _UNDECIDED:
+                verdict = self._verdicts[key] = self._by_stack(event.syscall, stack, state.exe)
+            if verdict is not None:
+                decided = verdict.classify(event)
         if decided is None:
             decided = self._by_region(event, state)
         if decided is None:
@@ -110,14 +151,13 @@ class Classifier:
             decided = self._loader_details(event, decided, state)
         return decided
 
-    def _by_stack(
-        self, event: Syscall, stack: Sequence[ResolvedFrame], state: ProcessState
-    ) -> Classified | None:
+    def _by_stack(self, syscall: str, stack: Sequence[ResolvedFrame], exe: str) -> _Verdict | None:
+        """What the stack says, the same for every call with this stack and syscall."""
         wrappers = self.rules.wrappers
         decider = next((f for f in stack if f.function is None or f.function not in wrappers), None)
         if decider is None:
             return None
-        is_exe = decider.object is not None and _same_file(decider.object, state.exe)
+        is_exe = decider.object is not None and _same_file(decider.object, exe)
         decider_function = (
             _CLONE_SUFFIX.sub("", decider.function) if decider.function is not None else None
         )
@@ -131,36 +171,31 @@ class Classifier:
             if rule.defer:  # code that cannot be named: the arguments decide
                 return None
             role = rule.role
-            if not rule.roles:  # a library without symbols: its arguments tell the role
-                role = heuristics.allocator_role(rule.owner, event) or role
             for candidate in rule.roles:
-                if candidate.syscalls and event.syscall not in candidate.syscalls:
+                if candidate.syscalls and syscall not in candidate.syscalls:
                     continue
                 pattern = candidate.functions
                 if pattern is None or any(pattern.fullmatch(f) for f in functions):
                     role = candidate.name
                     break
-            return Classified(
-                event,
+            return _Verdict(
                 rule.category,
                 rule.owner,
                 role,
                 f"{decider} (rule {rule.id})",
-                "stack",
                 decider.object,
                 decider.function,
+                # a library without symbols: its arguments tell the role
+                refine=not rule.roles,
             )
         if decider.object is None:
             return None
         # Unclaimed code: the program itself, or a library it uses.
-        owner = os.path.basename(state.exe) if is_exe else name
-        return Classified(
-            event,
+        return _Verdict(
             "user",
-            owner,
+            os.path.basename(exe) if is_exe else name,
             "own call",
             f"{decider} is the program's code" if is_exe else f"{decider} (a library it uses)",
-            "stack",
             decider.object,
             decider.function,
         )
