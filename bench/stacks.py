@@ -2,51 +2,53 @@
 
     .venv/bin/python bench/stacks.py [--pairs 50000] [--runs 3] [--k-pairs 2000]
 
-Every variant runs pinned to CPU 0 (``taskset -c 0``: tracer and tracee on one CPU, see
-docs/how-it-works.md) and is timed by wall clock, ``--runs`` times; the table shows the minimum
-and the median, and ratios of the minima. ``strace -k`` (libunwind at every call) is too slow
-for the full count: it runs ``--k-pairs`` pairs and once with 0 pairs, and its time for
-``--pairs`` is extrapolated as t(0) + pairs * (t(k) - t(0)) / k.
+The mmapbench row of ``python -m bench`` on its own, with its own table: every variant runs
+pinned to CPU 0 (``taskset -c 0``: tracer and tracee on one CPU, see docs/how-it-works.md) and
+is timed by wall clock, ``--runs`` times; the table shows the minimum and the median, and
+ratios of the minima. ``strace -k`` (libunwind at every call) is too slow for the full count:
+it runs ``--k-pairs`` pairs and once with 0 pairs, and its time for ``--pairs`` is
+extrapolated as t(0) + pairs * (t(k) - t(0)) / k.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
+if __package__ in {None, ""}:  # run as a script: make `bench` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 from tabulate import tabulate
 
-ROOT = Path(__file__).resolve().parent.parent
-BENCH = ROOT / "fixtures" / "build" / "mmapbench"
-TRACE = "trace=mmap,munmap,brk,mprotect,mremap,madvise"
-PIN = ["taskset", "-c", "0"]
+from bench.harness import ROOT, BenchError
+from bench.record import measure
+from bench.workloads import (
+    NO_STACKS,
+    STACKS,
+    STRACE_K,
+    STRACE_SECCOMP,
+    UNTRACED,
+    Sizes,
+    workloads,
+)
 
-
-def timed(argv: Sequence[str], runs: int) -> list[float]:
-    """Wall times of ``runs`` runs of ``argv`` (output discarded; a failure stops the bench)."""
-    out: list[float] = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        proc = subprocess.run(
-            [*PIN, *argv], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False
-        )
-        out.append(time.perf_counter() - start)
-        if proc.returncode != 0:
-            sys.exit(f"bench: {' '.join(argv)} failed: {proc.stderr.decode()[-500:]}")
-    return out
+LABELS = {
+    UNTRACED: "untraced",
+    STRACE_SECCOMP: "strace --seccomp-bpf (no stacks)",
+    NO_STACKS: "alloctrace --no-stacks",
+    STACKS: "alloctrace (stacks)",
+}
 
 
 def main(args: Sequence[str] | None = None) -> None:
     """Run the variants and print the table."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--pairs", type=int, default=50_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--k-pairs", type=int, default=2000)
@@ -54,43 +56,23 @@ def main(args: Sequence[str] | None = None) -> None:
     subprocess.run(["make", "-s", "-C", str(ROOT / "fixtures")], check=True)
     if shutil.which("taskset") is None or shutil.which("strace") is None:
         sys.exit("bench: needs taskset and strace")
-    pairs = str(opts.pairs)
-    alloctrace = [sys.executable, "-m", "alloctrace", "record"]
+    sizes = Sizes(mmap_pairs=opts.pairs, k_mmap_pairs=opts.k_pairs)
+    variants = (UNTRACED, STRACE_SECCOMP, NO_STACKS, STACKS, STRACE_K)
     with tempfile.TemporaryDirectory() as tmp:
-        out = os.path.join(tmp, "t.jsonl")
-        rows: dict[str, list[float]] = {
-            "untraced": timed([str(BENCH), pairs], opts.runs),
-            "strace --seccomp-bpf (no stacks)": timed(
-                [
-                    "strace",
-                    "-f",
-                    "--seccomp-bpf",
-                    "-e",
-                    TRACE,
-                    "-o",
-                    "/dev/null",
-                    str(BENCH),
-                    pairs,
-                ],
-                opts.runs,
-            ),
-            "alloctrace --no-stacks": timed(
-                [*alloctrace, "--no-stacks", "-o", out, "--", str(BENCH), pairs], opts.runs
-            ),
-            "alloctrace (stacks)": timed(
-                [*alloctrace, "-o", out, "--", str(BENCH), pairs], opts.runs
-            ),
-        }
-        k = ["strace", "-f", "-k", "-e", TRACE, "-o", "/dev/null", str(BENCH)]
-        k0 = timed([*k, "0"], opts.runs)
-        kn = timed([*k, str(opts.k_pairs)], opts.runs)
-        scale = opts.pairs / opts.k_pairs
-        rows[f"strace -k (from {opts.k_pairs} pairs, scaled)"] = [
-            a + (b - a) * scale for a, b in zip(k0, kn, strict=True)
-        ]
-    base = min(rows["strace --seccomp-bpf (no stacks)"])
-    untraced = min(rows["untraced"])
-    stacks = min(rows["alloctrace (stacks)"])
+        mmap = [w for w in workloads(sizes, Path(tmp)) if w.key == "a"]
+        try:
+            matrix = measure(mmap, Path(tmp), opts.runs, variants, progress=False)
+        except BenchError as exc:
+            sys.exit(f"bench: {exc}")
+    w = mmap[0]
+    labels = dict(LABELS)
+    labels[STRACE_K] = (
+        f"strace -k (from {opts.k_pairs} pairs, scaled)" if w.reduced is not None else "strace -k"
+    )
+    rows = {labels[v]: matrix.times["a", v] for v in variants}
+    base = min(rows[labels[STRACE_SECCOMP]])
+    untraced = min(rows[labels[UNTRACED]])
+    stacks = min(rows[labels[STACKS]])
     table = [
         [
             name,
@@ -113,7 +95,7 @@ def main(args: Sequence[str] | None = None) -> None:
             colalign=("left", "right", "right", "right", "right", "right"),
         )
     )
-    no_stacks = min(rows["alloctrace --no-stacks"])
+    no_stacks = min(rows[labels[NO_STACKS]])
     per_event = (stacks - no_stacks) / (2 * opts.pairs) * 1e6
     print(f"stacks cost {per_event:.1f} us per event over --no-stacks")
 

@@ -1,0 +1,86 @@
+"""What recording costs besides time: the tracer's peak memory, and analysis time afterwards."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.harness import PIN, ROOT, BenchError, count_syscalls, fixture, run_rusage
+from bench.workloads import ALLOCTRACE_VARIANTS, command
+
+
+@dataclass(frozen=True)
+class Rss:
+    """One recording of a large mmapbench: how much memory the tracer needed."""
+
+    variant: str
+    events: int
+    seconds: float
+    peak_bytes: int
+
+
+def peak_rss(
+    pairs: int, tmp: Path, variants: Sequence[str] = ALLOCTRACE_VARIANTS, progress: bool = True
+) -> list[Rss]:
+    """Record ``mmapbench pairs`` (2 x pairs events) once per variant; peak RSS from wait4."""
+    out: list[Rss] = []
+    for variant in variants:
+        trace = tmp / "rss.jsonl"
+        seconds, peak = run_rusage(command(variant, [fixture("mmapbench"), str(pairs)], trace))
+        out.append(Rss(variant, count_syscalls(trace), seconds, peak))
+        trace.unlink()  # about 180 bytes per event: do not keep hundreds of MB around
+        if progress:
+            print(f"peak RSS {variant}: {peak / 2**20:.1f} MiB", file=sys.stderr, flush=True)
+    return out
+
+
+# Run in a fresh interpreter, so that nothing the bench imported or cached helps it.
+_ANALYZE = """
+import json, sys, time
+start = time.perf_counter()
+from analyzers.analysis import analyze
+from tracer.traceformat import read_trace
+imported = time.perf_counter()
+trace = read_trace(sys.argv[1])
+read = time.perf_counter()
+analyze(trace)
+done = time.perf_counter()
+print(json.dumps({"import": imported - start, "read": read - imported, "analyze": done - read}))
+"""
+
+
+@dataclass(frozen=True)
+class AnalysisTime:
+    """``analyze(read_trace(path))`` of one trace, timed inside a fresh pinned interpreter."""
+
+    imports: float
+    read: float
+    analyze: float
+    wall: float  # the whole subprocess, interpreter start-up included
+
+    @property
+    def seconds(self) -> float:
+        """read_trace + analyze: the figure compared with the recording time."""
+        return self.read + self.analyze
+
+
+def analysis_time(trace: Path) -> AnalysisTime:
+    """Time the analysis of ``trace`` in a subprocess."""
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [*PIN, sys.executable, "-c", _ANALYZE, str(trace)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=False,
+    )
+    wall = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise BenchError(f"analysis of {trace} failed:\n{proc.stderr[-800:]}")
+    parts = json.loads(proc.stdout.strip().splitlines()[-1])
+    return AnalysisTime(parts["import"], parts["read"], parts["analyze"], wall)
