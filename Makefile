@@ -55,6 +55,12 @@ lint: setup
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+# The hypothesis tests with many examples (the quick run is part of `make test`).
+FUZZ_EXAMPLES ?= 20000
+fuzz: setup
+	ALLOCTRACE_FUZZ=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q --timeout=0 \
+		tests/test_fuzz.py tests/test_traceformat.py
+
 bench: setup
 	$(BIN)/python -m bench
 

@@ -119,7 +119,8 @@ def test_allocators() -> None:
 
 
 def test_allocator_by_path(tmp_path: Path) -> None:
-    args = ["--allocator", "/usr/lib/x86_64-linux-gnu/libmimalloc.so.2", "-o", "/dev/null"]
+    trace = str(tmp_path / "t.jsonl")  # not /dev/null: a trace is written, then read back
+    args = ["--allocator", "/usr/lib/x86_64-linux-gnu/libmimalloc.so.2", "-o", trace]
     report = tmp_path / "r.json"
     result = runner.invoke(
         app, [*args, "--format", "json", "--report", str(report), fixture("seed")]

@@ -99,11 +99,14 @@ class PhaseBreakpoints:
         self._spent.pop(pid, None)
         self._exe.pop(pid, None)
 
-    def _plant(self, pid: int, addr: int, kind: str) -> None:
-        memory = pt.TraceeMemory(pid)
+    def _plant(self, pid: int, addr: int, kind: str, tid: int | None = None) -> None:
+        # Memory goes through a live thread's /proc entry: once the leader has called
+        # pthread_exit it is a zombie, and /proc/PID/mem is gone while the process runs on.
+        via = pid if tid is None else tid
+        memory = pt.TraceeMemory(via)
         original = memory.read(addr, 1)
         memory.close()
-        if len(original) == 1 and pt.write_memory(pid, addr, _INT3):
+        if len(original) == 1 and pt.write_memory(via, addr, _INT3):
             self._active[pid][addr] = _Breakpoint(original, kind)
 
     def on_trap(self, pid: int, tid: int, regs: pt.Registers) -> Hit | None:
@@ -117,7 +120,7 @@ class PhaseBreakpoints:
                 pt.set_registers(tid, regs)
                 return Hit(None, "late")
             return None
-        pt.write_memory(pid, addr, bp.original)
+        pt.write_memory(tid, addr, bp.original)
         self._spent[pid].add(addr)
         regs.rip = addr
         pt.set_registers(tid, regs)
@@ -127,23 +130,23 @@ class PhaseBreakpoints:
             start = _symbol(libc, "__libc_start_main") if libc else None
             bias = _bias(pid, libc) if libc else None
             if start is not None and bias is not None:
-                self._plant(pid, bias + start, _START_MAIN)
+                self._plant(pid, bias + start, _START_MAIN, tid)
                 return Hit(None, "entry")
-            self._plant_exit(pid, exe)
+            self._plant_exit(pid, exe, tid)
             return Hit(MAIN, "entry")
         if bp.kind == _START_MAIN:
-            self._plant(pid, regs.rdi, MAIN)  # __libc_start_main(main, argc, argv, ...)
+            self._plant(pid, regs.rdi, MAIN, tid)  # __libc_start_main(main, argc, argv, ...)
             return Hit(None, "libc_start_main")
         if bp.kind == MAIN:
-            self._plant_exit(pid, exe)
+            self._plant_exit(pid, exe, tid)
             return Hit(MAIN, "breakpoint")
         return Hit(EXIT, "breakpoint")
 
-    def _plant_exit(self, pid: int, exe: str) -> None:
+    def _plant_exit(self, pid: int, exe: str, tid: int) -> None:
         libc = _libc(pid, exe)
         if libc is None:
             return
         exit_at = _symbol(libc, "exit")
         bias = _bias(pid, libc)
         if exit_at is not None and bias is not None:
-            self._plant(pid, bias + exit_at, EXIT)
+            self._plant(pid, bias + exit_at, EXIT, tid)

@@ -15,6 +15,7 @@ import os
 from ptrace import PtraceError
 from ptrace.binding import func as _pt
 
+from tracer import procfs
 from tracer.errors import AlloctraceError
 
 # struct user_regs_struct, arch/x86/include/asm/user_64.h (python-ptrace's copy is untyped).
@@ -83,6 +84,7 @@ class Registers(ctypes.Structure):
 
 
 # include/uapi/linux/ptrace.h
+PTRACE_GETSIGINFO = 0x4202
 PTRACE_SEIZE = 0x4206
 PTRACE_INTERRUPT = 0x4207
 PTRACE_LISTEN = 0x4208
@@ -128,18 +130,69 @@ def _call(request: int, tid: int, addr: int = 0, data: int = 0) -> int:
         raise
 
 
+_EPERM_HELP = (
+    "ptrace is not permitted here (EPERM): run as root, set kernel.yama.ptrace_scope=0, "
+    "or give the container CAP_SYS_PTRACE (docker run --cap-add=SYS_PTRACE)"
+)
+
+
+def _already_traced(tid: int) -> str | None:
+    """Why ``tid`` cannot be seized when it has another tracer (None when it has none)."""
+    tracer = procfs.tracer_of(tid)
+    if not tracer or tracer == os.getpid():
+        return None
+    name = procfs.command_name(tracer) or "?"
+    return (
+        f"process {tid} is already traced by process {tracer} ({name}): a process has only one "
+        "tracer (is alloctrace itself running under strace or gdb?)"
+    )
+
+
+def _seize_error(pid: int, exc: PtraceError) -> AlloctraceError:
+    """One line saying why PTRACE_SEIZE failed, and for EPERM what to do about it."""
+    if exc.errno == errno_mod.EPERM:
+        reason = _already_traced(pid)
+        if reason is not None:
+            return AlloctraceError(reason)
+        owner = procfs.owner(pid)
+        if owner is not None and owner != os.geteuid():
+            return AlloctraceError(
+                f"process {pid} belongs to another user (uid {owner}): tracing it needs root "
+                "or CAP_SYS_PTRACE"
+            )
+        return AlloctraceError(_EPERM_HELP)
+    return AlloctraceError(f"cannot trace process {pid}: {os.strerror(exc.errno or 0)}")
+
+
 def seize(pid: int, options: int) -> None:
-    """PTRACE_SEIZE: trace ``pid`` without stopping it; job control keeps working (LISTEN)."""
+    """PTRACE_SEIZE: trace ``pid`` without stopping it; job control keeps working (LISTEN).
+
+    EPERM becomes one AlloctraceError that says why: the process already has a tracer, it
+    belongs to another user, or ptrace is not allowed here at all (and how to allow it).
+    """
     try:
         _call(PTRACE_SEIZE, pid, 0, options)
+    except ProcessGone as exc:
+        raise AlloctraceError(f"process {pid} does not exist (it has exited)") from exc
     except PtraceError as exc:
-        if exc.errno == errno_mod.EPERM:
-            raise AlloctraceError(
-                "ptrace is not permitted here (EPERM): run as root, set "
-                "kernel.yama.ptrace_scope=0, or give the container CAP_SYS_PTRACE "
-                "(docker run --cap-add=SYS_PTRACE)"
-            ) from exc
-        raise AlloctraceError(f"cannot trace process {pid}: {os.strerror(exc.errno or 0)}") from exc
+        raise _seize_error(pid, exc) from exc
+
+
+def seize_thread(tid: int, options: int) -> bool:
+    """PTRACE_SEIZE one thread of a running process; False when it is gone or already ours.
+
+    A thread created by a thread already seized is traced automatically (TRACECLONE): seizing
+    it again fails with EPERM, and its tracer is then alloctrace.
+    """
+    try:
+        _call(PTRACE_SEIZE, tid, 0, options)
+    except ProcessGone:
+        return False
+    except PtraceError as exc:
+        if exc.errno == errno_mod.EPERM and procfs.tracer_of(tid) == os.getpid():
+            return False
+        raise _seize_error(tid, exc) from exc
+    return True
 
 
 def resume(tid: int, signal: int = 0) -> None:
@@ -160,14 +213,57 @@ def listen(tid: int) -> None:
     _call(PTRACE_LISTEN, tid)
 
 
-def interrupt(tid: int) -> None:
-    """PTRACE_INTERRUPT: stop a running seized tracee."""
-    _call(PTRACE_INTERRUPT, tid)
+def interrupt(tid: int) -> bool:
+    """PTRACE_INTERRUPT: make a seized tracee stop (it reports a PTRACE_EVENT_STOP, or the
+    stop it was about to make). False when it cannot be asked (gone)."""
+    try:
+        _call(PTRACE_INTERRUPT, tid)
+    except (ProcessGone, PtraceError):
+        return False
+    return True
 
 
-def detach(tid: int, signal: int = 0) -> None:
-    """PTRACE_DETACH: let the tracee run on untraced."""
-    _call(_pt.PTRACE_DETACH, tid, 0, signal)
+def detach(tid: int, signal: int = 0) -> bool:
+    """PTRACE_DETACH from a tracee in a ptrace-stop: it runs on untraced, receiving ``signal``
+    (0 for none). False when it was not in a ptrace-stop or is gone."""
+    try:
+        _call(_pt.PTRACE_DETACH, tid, 0, signal)
+    except (ProcessGone, PtraceError):
+        return False
+    return True
+
+
+class _SigInfo(ctypes.Structure):
+    _fields_ = (
+        ("si_signo", ctypes.c_int),
+        ("si_errno", ctypes.c_int),
+        ("si_code", ctypes.c_int),
+        ("rest", ctypes.c_uint8 * 116),  # siginfo_t is 128 bytes
+    )
+
+
+_SIGTRAP = 5
+
+
+def pending_signal(tid: int) -> int | None:
+    """Is ``tid`` in a ptrace-stop? None when it is not (running, listening, gone); else the
+    signal a detach must pass on: the signal of a signal-delivery-stop, 0 for ptrace's own
+    stops (syscall, event, group- and interrupt-stops), whose siginfo PTRACE_GETSIGINFO shows
+    as SIGTRAP|0x80 or ``signal | event << 8``.
+    """
+    info = _SigInfo()
+    try:
+        _call(PTRACE_GETSIGINFO, tid, 0, ctypes.addressof(info))
+    except ProcessGone:
+        return None
+    except PtraceError as exc:
+        if exc.errno == errno_mod.EINVAL:  # a group-stop of a tracee not seized
+            return 0
+        return None
+    code = info.si_code
+    if (info.si_signo == _SIGTRAP and code == _SIGTRAP | 0x80) or (code > 0 and code >> 8):
+        return 0
+    return int(info.si_signo)
 
 
 def get_registers(tid: int, regs: Registers) -> bool:
@@ -229,16 +325,29 @@ class _SyscallInfo(ctypes.Structure):
 
 
 _INFO = _SyscallInfo()
+# include/uapi/linux/audit.h: AUDIT_ARCH_X86_64
+_AUDIT_ARCH_X86_64 = 0xC000003E
+FOREIGN_SYSCALL = -1
 
 
 def syscall_stop_kind(tid: int) -> tuple[int, int]:
     """At a syscall stop: (SYSCALL_INFO_ENTRY or _EXIT, syscall number at entry else 0).
 
     Used where seccomp cannot mark the entries (no filter, or an attached process), so the
-    tracer knows entry from exit without toggling state that a missed stop would corrupt.
+    tracer knows entry from exit without toggling state that a missed stop would corrupt. A
+    syscall of another ABI (a 32-bit program: other numbers) is FOREIGN_SYSCALL at entry.
     """
     _call(PTRACE_GET_SYSCALL_INFO, tid, ctypes.sizeof(_INFO), ctypes.addressof(_INFO))
-    return _INFO.op, _INFO.nr if _INFO.op == SYSCALL_INFO_ENTRY else 0
+    if _INFO.op != SYSCALL_INFO_ENTRY:
+        return _INFO.op, 0
+    if _INFO.arch != _AUDIT_ARCH_X86_64:
+        return _INFO.op, FOREIGN_SYSCALL
+    return _INFO.op, _INFO.nr
+
+
+def syscall_argument(index: int) -> int:
+    """Argument ``index`` of the syscall entry last read by syscall_stop_kind."""
+    return int(_INFO.args[index])
 
 
 def set_registers(tid: int, regs: Registers) -> bool:

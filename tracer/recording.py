@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import os
 import platform
 import re
+from collections.abc import Callable
 from pathlib import Path
 
+from tracer import procfs
+from tracer.errors import AlloctraceError
 from tracer.records import FORMAT_NAME, FORMAT_VERSION, Header
-from tracer.session import Outcome, Session, StackRecorder, TraceOptions
+from tracer.session import Outcome, Session, StackRecorder, TraceOptions, print_note
 from tracer.stacks import StackTable
 from tracer.traceformat import TraceWriter
 
@@ -50,6 +54,14 @@ def allocator_env(env: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in sorted(env.items()) if _ALLOCATOR_ENV.match(k)}
 
 
+def _options(options: TraceOptions, seccomp: bool) -> dict[str, object]:
+    return {"stacks": options.stacks, "stack_depth": options.stack_depth, "seccomp": seccomp}
+
+
+def _started_at() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
 def record(
     argv: list[str],
     output: str | os.PathLike[str],
@@ -57,8 +69,14 @@ def record(
     env: dict[str, str] | None = None,
     allocator: str | None = None,
     stacks: StackRecorder | None = None,
+    notify: Callable[[str], None] = print_note,
 ) -> Outcome:
-    """Run ``argv`` under the tracer, writing the trace to ``output``; returns how it ended."""
+    """Run ``argv`` under the tracer, writing the trace to ``output``; returns how it ended.
+
+    SIGINT, SIGTERM or SIGHUP end the run cleanly: the program is killed and the trace ends
+    with an ``interrupted`` footer. A program that cannot be started raises AlloctraceError
+    and leaves no file (an older trace at ``output`` stays as it was).
+    """
     environment = dict(os.environ if env is None else env)
     header = Header(
         format=FORMAT_NAME,
@@ -69,26 +87,73 @@ def record(
         env=allocator_env(environment),
         allocator=allocator,
         machine=machine_facts(),
-        options={
-            "stacks": options.stacks,
-            "stack_depth": options.stack_depth,
-            "seccomp": options.seccomp,
-        },
-        started_at=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        options=_options(options, options.seccomp),
+        started_at=_started_at(),
         tracer_version=TRACER_VERSION,
+    )
+    if not argv or not argv[0]:
+        raise AlloctraceError("no program given to trace")
+    writer = TraceWriter(output, header)
+    table: StackTable | None = None
+    if stacks is None and options.stacks:
+        stacks = table = StackTable(writer, options.stack_depth)
+    session = Session(writer, options, stacks, notify)
+    try:
+        with session.handling_signals():
+            try:
+                session.spawn(list(argv), environment)
+            except BaseException:
+                writer.abandon()
+                raise
+            return session.run()
+    finally:
+        if table is not None:
+            table.close()
+
+
+def attach(
+    pid: int,
+    output: str | os.PathLike[str],
+    options: TraceOptions,
+    stacks: StackRecorder | None = None,
+    notify: Callable[[str], None] = print_note,
+) -> Outcome:
+    """Trace the running process ``pid`` (all its threads, and what it starts) until it ends
+    or alloctrace gets SIGINT, SIGTERM or SIGHUP; then detach, leaving it running.
+
+    No seccomp filter (only a process can install one on itself) and no phase breakpoints:
+    every syscall stops the process twice, so it runs slower while traced.
+    """
+    live = procfs.live_thread(pid)  # its /proc entry shows exe and cmdline
+    header = Header(
+        format=FORMAT_NAME,
+        version=FORMAT_VERSION,
+        program=procfs.exe_path(live),
+        argv=procfs.cmdline(live),
+        cwd=procfs.cwd(pid),
+        env=allocator_env(procfs.environ(pid)),
+        allocator=None,
+        machine=machine_facts(),
+        options=_options(options, seccomp=False),
+        started_at=_started_at(),
+        tracer_version=TRACER_VERSION,
+        attached=True,
     )
     writer = TraceWriter(output, header)
     table: StackTable | None = None
     if stacks is None and options.stacks:
         stacks = table = StackTable(writer, options.stack_depth)
-    session = Session(writer, options, stacks)
+    session = Session(
+        writer, dataclasses.replace(options, seccomp=False, phases=False), stacks, notify
+    )
     try:
-        session.spawn(list(argv), environment)
-    except BaseException:
-        writer.abandon()
-        raise
-    try:
-        return session.run()
+        with session.handling_signals():
+            try:
+                session.attach(pid)
+            except BaseException:
+                writer.abandon()
+                raise
+            return session.run()
     finally:
         if table is not None:
             table.close()

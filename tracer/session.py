@@ -12,19 +12,22 @@ import contextlib
 import json
 import os
 import signal
+import stat
+import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import FrameType
-from typing import Protocol
+from typing import Any, Protocol
 
 from tracer import procfs, seccomp
 from tracer import ptrace_adapter as pt
 from tracer.breakpoints import PhaseBreakpoints
 from tracer.errors import AlloctraceError
-from tracer.programs import resolve_program
+from tracer.programs import file_architecture, resolve_program
 from tracer.records import MEMORY_SYSCALLS, Exec, Exit, Footer, Memory, Phase, Spawn
-from tracer.traceformat import TraceWriter
+from tracer.traceformat import TraceWriteError, TraceWriter
 
 _STOP_SIGNALS = frozenset({signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU})
 _SYSCALL_TRAP = signal.SIGTRAP | 0x80  # syscall stops with PTRACE_O_TRACESYSGOOD
@@ -32,15 +35,26 @@ _MASK64 = (1 << 64) - 1
 _MAP_ANONYMOUS = 0x20  # include/uapi/asm-generic/mman-common.h
 _MREMAP_FIXED = 2  # include/uapi/linux/mman.h
 _PR_SET_VMA_ANON_NAME = 0  # include/uapi/linux/prctl.h
-_OPTIONS = (
+# An attached process must outlive alloctrace: no EXITKILL there (the kernel detaches it).
+_ATTACH_OPTIONS = (
     pt.PTRACE_O_TRACESYSGOOD
     | pt.PTRACE_O_TRACEFORK
     | pt.PTRACE_O_TRACEVFORK
     | pt.PTRACE_O_TRACECLONE
     | pt.PTRACE_O_TRACEEXEC
     | pt.PTRACE_O_TRACEEXIT
-    | pt.PTRACE_O_EXITKILL
 )
+# A started program carries the seccomp filter, which needs its tracer: kill it if we die.
+_OPTIONS = _ATTACH_OPTIONS | pt.PTRACE_O_EXITKILL
+# Signals that end tracing cleanly: kill the started program (or detach), finish the trace.
+INTERRUPTING_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# How long ending the tracees may take before alloctrace gives up on a stuck one.
+_CLEANUP_SECONDS = 5.0
+# ptrace(2) itself is traced too (never per memory syscall), to explain its EPERM.
+_NR_PTRACE = 101
+_NR_PRCTL = 157
+_EPERM_RESULT = (1 << 64) - 1  # -EPERM in rax
+_PTRACE_REQUESTS = {0: "PTRACE_TRACEME", 16: "PTRACE_ATTACH", 0x4206: "PTRACE_SEIZE"}
 
 
 @dataclass(frozen=True)
@@ -75,8 +89,9 @@ class StackRecorder(Protocol):
         """A successful munmap."""
 
 
-class _Interrupted(Exception):
-    """alloctrace itself got SIGINT, SIGTERM or SIGHUP."""
+class _Interrupted(BaseException):
+    """alloctrace itself got SIGINT, SIGTERM or SIGHUP (a BaseException, like
+    KeyboardInterrupt, so that no ``except Exception`` on the way swallows it)."""
 
     def __init__(self, signum: int) -> None:
         super().__init__(signum)
@@ -100,13 +115,29 @@ class Outcome:
     """How the root program ended, as a shell would report it."""
 
     footer: Footer
+    interrupted_by: int | None = None  # the signal that made alloctrace stop tracing
 
     @property
     def exit_code(self) -> int:
-        """The program's exit status, or 128 + N when signal N killed it."""
+        """The program's exit status, 128 + N when signal N killed it; 0 after a detach;
+        128 + N when alloctrace was interrupted by signal N."""
+        if self.footer.outcome == "detached":
+            return 0
+        if self.interrupted_by is not None:
+            return 128 + self.interrupted_by
         if self.footer.signal is not None:
             return 128 + self.footer.signal
-        return self.footer.status if self.footer.status is not None else 1
+        if self.footer.status is None:  # attached, its end not seen: 0 when it exited
+            return 0 if self.footer.outcome == "exited" else 1
+        return self.footer.status
+
+
+def print_note(message: str) -> None:
+    """The default way a session tells the user something: one line on stderr (if any)."""
+    if sys.stderr is None:  # alloctrace started with fd 2 closed
+        return
+    with contextlib.suppress(OSError, ValueError):
+        print(f"alloctrace: {message}", file=sys.stderr, flush=True)
 
 
 class Session:
@@ -117,6 +148,7 @@ class Session:
         writer: TraceWriter,
         options: TraceOptions,
         stacks: StackRecorder | None = None,
+        notify: Callable[[str], None] = print_note,
     ) -> None:
         self.writer = writer
         self.options = options
@@ -130,6 +162,17 @@ class Session:
         self._seccomp = options.seccomp
         self._memory: dict[int, pt.TraceeMemory] = {}
         self._phases = PhaseBreakpoints() if options.phases else None
+        self._attached = False
+        self._notify = notify
+        self.notes: list[str] = []
+        self._noted: set[str] = set()
+        # Signal handling (see handling_signals): the handler raises only while _armed.
+        self._armed = False
+        self._interrupted: int | None = None
+        self.undetached: list[int] = []  # threads that could not be detached in time
+        # While ending the tracees, a trace that cannot be written must not stop the cleanup.
+        self._cleaning = False
+        self._write_failure: TraceWriteError | None = None
 
     @property
     def uses_seccomp(self) -> bool:
@@ -143,13 +186,28 @@ class Session:
         self._seq += 1
         return self._seq
 
+    @property
+    def attached(self) -> bool:
+        """True when tracing a process that was already running (``attach``)."""
+        return self._attached
+
+    def _note(self, key: str, message: str) -> None:
+        """Tell the user something once per session (``key`` says what was told)."""
+        if key in self._noted:
+            return
+        self._noted.add(key)
+        self.notes.append(message)
+        self._notify(message)
+
     # -- starting ---------------------------------------------------------------------------
 
     def spawn(self, argv: list[str], env: dict[str, str]) -> int:
         """Fork and exec ``argv`` under ptrace; returns its pid once it runs the new program."""
-        path = resolve_program(argv[0], env.get("PATH", os.defpath))
+        path = resolve_program(argv[0] if argv else "", env.get("PATH", os.defpath))
         installer = (
-            seccomp.Installer(seccomp.build_filter(MEMORY_SYSCALLS)) if self._seccomp else None
+            seccomp.Installer(seccomp.build_filter((*MEMORY_SYSCALLS, _NR_PTRACE)))
+            if self._seccomp
+            else None
         )
         go_r, go_w = os.pipe()
         err_r, err_w = os.pipe()  # close-on-exec (PEP 446): EOF tells the parent exec happened
@@ -159,7 +217,12 @@ class Session:
             try:
                 os.close(go_w)
                 os.close(err_r)
-                os.read(go_r, 1)
+                # Python ignores these two; the program gets the defaults, as from a shell.
+                with contextlib.suppress(ValueError):  # forked from a thread: not possible
+                    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+                    signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
+                if os.read(go_r, 1) != b"g":  # not seized: never run untraced
+                    os._exit(code)
                 if installer is not None:
                     failed = installer.install()
                     if failed:
@@ -172,81 +235,303 @@ class Session:
         os.close(go_r)
         os.close(err_w)
         try:
-            pt.seize(pid, _OPTIONS | (pt.PTRACE_O_TRACESECCOMP if installer else 0))
+            try:
+                pt.seize(pid, _OPTIONS | (pt.PTRACE_O_TRACESECCOMP if installer else 0))
+                os.write(go_w, b"g")
+            except BaseException:
+                _kill_and_reap(pid)  # killed before it reads EOF: it never runs untraced
+                raise
+            finally:
+                os.close(go_w)
+            report = b""
+            while chunk := os.read(err_r, 256):
+                report += chunk
+            for line in report.splitlines():
+                if line.startswith(b"S"):  # the kernel refused the filter: plain syscall stops
+                    self._seccomp = False
+                elif line.startswith(b"E"):
+                    err = int(line[1:])
+                    raise AlloctraceError(f"cannot execute {argv[0]}: {os.strerror(err)}")
         except BaseException:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            os.close(go_w)
-            os.close(err_r)
+            _kill_and_reap(pid)
             raise
-        os.write(go_w, b"g")
-        os.close(go_w)
-        report = b""
-        while chunk := os.read(err_r, 256):
-            report += chunk
-        os.close(err_r)
-        for line in report.splitlines():
-            if line.startswith(b"S"):  # the kernel refused the filter: plain syscall stops
-                self._seccomp = False
-            elif line.startswith(b"E"):
-                os.waitpid(pid, pt.WALL)
-                err = int(line[1:])
-                raise AlloctraceError(f"cannot execute {argv[0]}: {os.strerror(err)}")
+        finally:
+            os.close(err_r)
         self._root = pid
         self._threads[pid] = _Thread(pid, pid)
         return pid
 
+    def attach(self, pid: int) -> list[int]:
+        """Trace a running process: seize every thread (until no new one appears) and stop
+        each once, to start its syscall stops. No seccomp filter (it can only be installed by
+        the process itself) and no breakpoints: nothing to undo at detach. Returns the tids.
+        """
+        if pid <= 0:
+            raise AlloctraceError(f"no process {pid}")
+        if pid == os.getpid():
+            raise AlloctraceError("alloctrace cannot trace itself")
+        if not procfs.tasks(pid):
+            raise AlloctraceError(f"no process {pid}")
+        if all(procfs.state(tid) in ("Z", "X", "") for tid in procfs.tasks(pid)):
+            raise AlloctraceError(f"process {pid} has exited (a zombie waiting for its parent)")
+        if procfs.is_kernel_thread(pid):
+            raise AlloctraceError(f"process {pid} is a kernel thread")
+        foreign = file_architecture(f"/proc/{procfs.live_thread(pid)}/exe")
+        if foreign is not None:
+            raise AlloctraceError(
+                f"process {pid} runs {foreign}; alloctrace traces x86-64 programs only"
+            )
+        self._seccomp = False
+        self._phases = None
+        self._attached = True
+        self._root = pid
+        seen: set[int] = set()
+        try:
+            while True:  # threads may be created meanwhile: until a listing brings no new one
+                fresh = [tid for tid in procfs.tasks(pid) if tid not in seen]
+                if not fresh:
+                    break
+                for tid in fresh:
+                    seen.add(tid)
+                    if procfs.state(tid) in ("Z", "X"):  # a leader that called pthread_exit
+                        continue
+                    if pt.seize_thread(tid, _ATTACH_OPTIONS):
+                        self._threads.setdefault(tid, _Thread(tid, pid))
+                        pt.interrupt(tid)
+        except BaseException:
+            self._detach_all()
+            raise
+        if not self._threads:
+            raise AlloctraceError(f"process {pid} exited before it could be traced")
+        return sorted(self._threads)
+
     # -- the loop ---------------------------------------------------------------------------
 
-    def run(self) -> Outcome:
-        """Trace until every tracee is gone (or alloctrace is interrupted); write the footer."""
-        previous = {
-            signum: signal.signal(signum, self._on_signal)
-            for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-        }
+    @contextlib.contextmanager
+    def handling_signals(self) -> Iterator[None]:
+        """Inside: SIGINT, SIGTERM and SIGHUP end the tracing cleanly instead of alloctrace.
+
+        The handler raises (ending the loop wherever it is) only while the loop runs; at any
+        other time (starting, cleaning up, writing the footer) it notes the signal, which the
+        loop acts on as soon as it starts. Signals ignored when alloctrace started (nohup, a
+        background job) stay ignored. Only the main thread can handle signals.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous: dict[int, Any] = {}
         try:
-            self._loop()
-        except _Interrupted as stop:
-            self._kill_all()
-            footer = self._footer(interrupted=stop.signum)
-        else:
-            footer = self._footer(interrupted=None)
+            for signum in INTERRUPTING_SIGNALS:
+                if signal.getsignal(signum) != signal.SIG_IGN:
+                    previous[signum] = signal.signal(signum, self._on_signal)
+            yield
         finally:
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
-            for memory in self._memory.values():
-                memory.close()
-        self.writer.close(footer)
-        return Outcome(footer)
+            for restored, handler in previous.items():
+                signal.signal(restored, signal.SIG_DFL if handler is None else handler)
+
+    def run(self) -> Outcome:
+        """Trace until every tracee is gone (or alloctrace is interrupted); write the footer.
+
+        However the loop ends, no tracee is left stopped: an interrupted or failed run kills
+        the program it started (or detaches from an attached one) before the footer.
+        """
+        with self.handling_signals():
+            failure: BaseException | None = None
+            try:
+                try:
+                    self._armed = True
+                    if self._interrupted is not None:  # a signal came while starting
+                        raise _Interrupted(self._interrupted)
+                    self._loop()
+                finally:
+                    self._armed = False
+            except BaseException as exc:  # every way out of the loop must end the tracees
+                failure = exc
+            try:
+                return self._finish(failure)
+            finally:
+                for memory in self._memory.values():
+                    memory.close()
+
+    def _finish(self, failure: BaseException | None) -> Outcome:
+        if failure is None:
+            footer = self._footer()
+            self.writer.close(footer)
+            return Outcome(footer)
+        ended = self._root_status  # the program's own end, if it came before ours
+        self._cleaning = True
+        if isinstance(failure, TraceWriteError):
+            self._write_failure = failure
+        if self._attached:
+            self._detach_all()
+        else:
+            self._kill_all()
+        if self._write_failure is not None:  # the disk filled, before or during the cleanup
+            failure = self._write_failure
+        if isinstance(failure, _Interrupted):
+            footer = self._interrupted_footer(failure.signum, ended)
+            self.writer.close(footer)
+            return Outcome(footer, failure.signum)
+        if isinstance(failure, TraceWriteError):
+            self.writer.abandon()
+            what = (
+                f"alloctrace detached from process {self._root}"
+                if self._attached
+                else "the program was killed"
+            )
+            raise TraceWriteError(f"{failure} ({what}; no trace was written)") from failure
+        # A bug in alloctrace: the trace says so, then the error surfaces.
+        footer = Footer("error", self._now(), self._seq, message=f"alloctrace failed: {failure!r}")
+        with contextlib.suppress(AlloctraceError):
+            self.writer.close(footer)
+        raise failure
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         del frame
-        raise _Interrupted(signum)
+        if self._interrupted is None:
+            self._interrupted = signum
+        if self._armed:
+            self._armed = False  # once: a second signal must not break the cleanup
+            raise _Interrupted(signum)
 
     def _kill_all(self) -> None:
-        for tid in list(self._threads):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(tid, signal.SIGKILL)
-        while self._threads:
+        """SIGKILL every tracee (those the loop knows and any /proc says are ours) and reap
+        them; a kill reaches a thread even in a ptrace-stop, so none stays stopped."""
+        me = os.getpid()
+        for tid in set(self._threads) | procfs.tracees_of(me):
+            _kill(tid)
+        deadline = time.monotonic() + _CLEANUP_SECONDS
+        while time.monotonic() < deadline:
             try:
-                tid, status = os.waitpid(-1, pt.WALL)
+                tid, status = os.waitpid(-1, pt.WALL | os.WNOHANG)
             except ChildProcessError:
+                return
+            if tid:
+                if os.WIFSTOPPED(status):  # stopped before the kill landed: it dies anyway
+                    _kill(tid)
+                    pt.resume(tid)
+                else:
+                    self._on_gone(tid, status)
+                continue
+            for gone in [t for t in self._threads if not procfs.state(t)]:
+                del self._threads[gone]  # vanished without a word (cannot happen; be safe)
+            if not self._threads:
+                strays = procfs.tracees_of(me)
+                if not strays:
+                    return
+                for tid in strays:
+                    _kill(tid)
+            time.sleep(0.002)
+
+    def _detach_all(self) -> None:
+        """Detach from every tracee, leaving each as it would be without alloctrace.
+
+        A thread already in a ptrace-stop (one the loop took, or one still queued) is
+        detached there, passing on the signal of a signal-delivery-stop; a running one is
+        asked to stop (PTRACE_INTERRUPT) and detached at whatever stop it makes next. A
+        group-stopped thread stays stopped. New children found meanwhile get the same.
+        """
+        me = os.getpid()
+        todo = set(self._threads) | procfs.tracees_of(me)
+        asked: set[int] = set()
+        given_up: set[int] = set()
+        deadline = time.monotonic() + _CLEANUP_SECONDS
+        while todo:
+            self._detach_reported(todo, asked)
+            leaders_last = sorted(todo - asked, key=lambda t: procfs.thread_group(t) == t)
+            for tid in leaders_last:
+                sig = pt.pending_signal(tid)
+                if sig is not None:
+                    self._detach_one(tid, sig, todo)
+                elif pt.interrupt(tid):
+                    asked.add(tid)
+                else:
+                    todo.discard(tid)
+            for tid in list(asked):
+                if procfs.state(tid) in ("Z", "X", ""):  # exited: nothing left to detach
+                    with contextlib.suppress(ChildProcessError):
+                        reaped, status = os.waitpid(tid, pt.WALL | os.WNOHANG)
+                        if reaped:
+                            self._on_gone(tid, status)
+                    asked.discard(tid)
+                    todo.discard(tid)
+                    given_up.add(tid)
+            if not todo:
+                todo = procfs.tracees_of(me) - given_up
+            if not todo or time.monotonic() > deadline:
                 break
+            time.sleep(0.001)
+        self.undetached = sorted(todo)
+        if todo:
+            self._note(
+                "undetached",
+                f"could not detach from threads {self.undetached} in time; the kernel "
+                "releases them when alloctrace exits",
+            )
+
+    def _detach_reported(self, todo: set[int], asked: set[int]) -> None:
+        """Detach the tracees whose stops are waiting to be reported (without blocking)."""
+        while True:
+            try:
+                tid, status = os.waitpid(-1, pt.WALL | os.WNOHANG)
+            except ChildProcessError:
+                todo.clear()
+                return
+            if tid == 0:
+                return
+            asked.discard(tid)
             if not os.WIFSTOPPED(status):
                 self._on_gone(tid, status)
+                todo.discard(tid)
+                continue
+            event, sig = status >> 16, os.WSTOPSIG(status)
+            deliver = 0
+            if event == 0 and sig != _SYSCALL_TRAP:  # a signal on its way to the program
+                deliver = sig
+            elif event in (pt.PTRACE_EVENT_CLONE, pt.PTRACE_EVENT_FORK, pt.PTRACE_EVENT_VFORK):
+                with contextlib.suppress(pt.ProcessGone):
+                    todo.add(pt.event_message(tid))  # the new one is ours too: release it
+            self._detach_one(tid, deliver, todo)
 
-    def _footer(self, interrupted: int | None) -> Footer:
+    def _detach_one(self, tid: int, sig: int, todo: set[int]) -> None:
+        pt.detach(tid, sig)
+        todo.discard(tid)
+        self._threads.pop(tid, None)
+
+    def _footer(self) -> Footer:
         status = self._root_status
         duration = self._now()
         events = self._seq
-        if interrupted is not None:
-            name = signal.Signals(interrupted).name
-            return Footer("interrupted", duration, events, message=f"alloctrace got {name}")
+        if status is None and self._attached:  # its leader had exited before: not traced
+            message = f"process {self._root} ended; its status went to its parent"
+            return Footer("exited", duration, events, message=message)
         if status is None:
             return Footer("error", duration, events, message="the program's end was not seen")
         if os.WIFSIGNALED(status):
             return Footer("killed", duration, events, signal=os.WTERMSIG(status))
         return Footer("exited", duration, events, status=os.WEXITSTATUS(status))
+
+    def _interrupted_footer(self, signum: int, ended: int | None) -> Footer:
+        name = signal.Signals(signum).name
+        duration, events = self._now(), self._seq
+        if self._attached:
+            message = f"alloctrace got {name} and detached; process {self._root} runs on"
+            if self.undetached:
+                message += f" (threads {self.undetached} were not detached in time)"
+            return Footer("detached", duration, events, message=message)
+        if ended is None:
+            message = f"alloctrace got {name}: killed the program"
+            return Footer("interrupted", duration, events, message=message)
+        code = os.WEXITSTATUS(ended) if os.WIFEXITED(ended) else None
+        sig = os.WTERMSIG(ended) if os.WIFSIGNALED(ended) else None
+        return Footer(
+            "interrupted",
+            duration,
+            events,
+            status=code,
+            signal=sig,
+            message=f"alloctrace got {name}: killed what the program left running",
+        )
 
     def _loop(self) -> None:
         waitpid = os.waitpid
@@ -294,7 +579,12 @@ class Session:
         except pt.ProcessGone:
             return
         if op == pt.SYSCALL_INFO_ENTRY:
-            thread.memory = 1 if nr in MEMORY_SYSCALLS else 0
+            # What the seccomp filter would stop at: the memory syscalls (prctl only for
+            # PR_SET_VMA) and ptrace.
+            wanted = nr in MEMORY_SYSCALLS or nr == _NR_PTRACE
+            if nr == _NR_PRCTL:
+                wanted = pt.syscall_argument(0) == seccomp.PR_SET_VMA
+            thread.memory = 1 if wanted else 0
             thread.entry_ns = self._now()
             self._resume(thread.tid)
         elif op == pt.SYSCALL_INFO_EXIT and thread.memory:
@@ -314,7 +604,9 @@ class Session:
         if not pt.get_registers(tid, regs):
             return
         name = MEMORY_SYSCALLS.get(regs.orig_rax)
-        if name is None:  # not ours (a filter for other syscalls would be a bug): pass it
+        if name is None:  # ptrace (see _on_ptrace), or a bug in the filter: pass it
+            if regs.orig_rax == _NR_PTRACE:
+                self._on_ptrace(thread, regs)
             self._resume(tid)
             return
         entry = thread.entry_ns
@@ -398,6 +690,20 @@ class Session:
         elif name == "mremap":
             self.stacks.on_munmap(pid, regs.rdi, regs.rsi)
             self.stacks.on_mmap(pid, result, regs.rdx, 0, None)
+
+    def _on_ptrace(self, thread: _Thread, regs: pt.Registers) -> None:
+        """The program called ptrace: under a tracer, TRACEME and attaching to its own
+        (traced) children fail with EPERM. Say why, once."""
+        if regs.rax != _EPERM_RESULT:
+            return
+        request = regs.rdi & 0xFFFFFFFF
+        what = _PTRACE_REQUESTS.get(request, f"request {request}")
+        self._note(
+            "ptrace",
+            f"process {thread.pid} called ptrace({what}) and got EPERM: a process has only one "
+            "tracer, and alloctrace traces this program and every child it starts (debuggers, "
+            "sandboxes and anti-debugging checks do not work under alloctrace)",
+        )
 
     # -- everything else: events, signals, group-stops ---------------------------------------
 
@@ -490,8 +796,36 @@ class Session:
                 seq, ts, pid, thread.tid, path, argv, former if former != thread.tid else None
             )
         )
-        if self._phases is not None:
+        foreign = self._check_exec(pid, path)
+        if self._phases is not None and not foreign:
             self._phases.on_exec(pid, path)
+
+    def _check_exec(self, pid: int, path: str) -> bool:
+        """Tell the user about programs that run differently traced; True for a foreign one."""
+        foreign = file_architecture(path) if path else None
+        if foreign is not None:
+            self._note(
+                f"foreign {path}",
+                f"process {pid} runs {path}, {foreign}: its memory syscalls are not recorded "
+                "(alloctrace traces x86-64 programs only)",
+            )
+        try:
+            info = os.stat(path)
+        except OSError:
+            return foreign is not None
+        if info.st_mode & (stat.S_ISUID | stat.S_ISGID):
+            uids, gids = procfs.ids(pid)
+            lost = (info.st_mode & stat.S_ISUID and len(uids) > 1 and uids[1] != info.st_uid) or (
+                info.st_mode & stat.S_ISGID and len(gids) > 1 and gids[1] != info.st_gid
+            )
+            if lost:
+                self._note(
+                    f"setid {path}",
+                    f"{path} is set-user-ID or set-group-ID, but runs as uid {uids[1]} gid "
+                    f"{gids[1]} under alloctrace, without its privileges: the kernel does not "
+                    "grant them to a traced program unless the tracer is root",
+                )
+        return foreign is not None
 
     def _on_exit_event(self, thread: _Thread) -> None:
         """PTRACE_EVENT_EXIT: the thread is about to go, its address space still intact."""
@@ -522,9 +856,40 @@ class Session:
                 self._phases.on_exit(tid)
         if tid == self._root:
             self._root_status = status
+            left = sorted({t.pid for t in self._threads.values()})
+            if left and self._armed:
+                ending = "detaches from" if self._attached else "kills"
+                self._note(
+                    "left running",
+                    f"process {tid} ended, but alloctrace goes on tracing the processes it "
+                    f"started ({', '.join(map(str, left[:5]))}{'...' if len(left) > 5 else ''}) "
+                    f"until they end; Ctrl-C stops tracing and {ending} them",
+                )
 
     def _write_event(
         self, build: Callable[[int, int], Spawn | Exec | Exit | Memory | Phase]
     ) -> None:
         self._seq += 1
-        self.writer.write(build(self._seq, self._now()))
+        if self._write_failure is not None:
+            return
+        try:
+            self.writer.write(build(self._seq, self._now()))
+        except TraceWriteError as exc:
+            if not self._cleaning:
+                raise
+            self._write_failure = exc
+
+
+def _kill(tid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(tid, signal.SIGKILL)
+
+
+def _kill_and_reap(pid: int) -> None:
+    """End a child that never became the traced program (it may be in a ptrace-stop)."""
+    _kill(pid)
+    with contextlib.suppress(ChildProcessError):
+        while True:
+            _pid, status = os.waitpid(pid, pt.WALL)
+            if not os.WIFSTOPPED(status):
+                return

@@ -226,7 +226,11 @@ def parse_strace(text: str, source: str = "<strace log>") -> StraceLog:
     if "\x00" in text:
         raise AlloctraceError(f"{source}: binary data, not an strace log")
     lines = text.splitlines()
-    parser = _Parser(_initial_pid(text))
+    try:
+        initial = _initial_pid(text)
+    except ValueError:  # a pid of 5,000 digits: not one strace wrote
+        initial = None
+    parser = _Parser(initial)
     log = parser.run(lines)
     if not parser.recognized and any(line.strip() for line in lines):
         raise AlloctraceError(f"{source}: not an strace log (no line looks like strace output)")
@@ -293,7 +297,10 @@ class _Parser:
                 self._note(number, inside["note"].strip())
                 carry = (lineno, inside["head"])
                 continue
-            self._line(lineno, line)
+            try:
+                self._line(lineno, line)
+            except ValueError:  # a number no strace prints (5,000 digits): not understood
+                self.log.unparsed.append((lineno, line))
         if carry:
             self.log.unparsed.append(carry)
         for pid in list(self.pending):
@@ -435,11 +442,11 @@ class _Parser:
         try:
             args = _decode(syscall, match["args"])
             errno = _errno(match["errname"])
+            value = match["value"]
+            result = None if value == "?" or errno is not None else int(value, 0)  # "01": bad
+            dur = float(match["dur"]) if match["dur"] else None
         except ValueError:
             return False
-        value = match["value"]
-        result = None if value == "?" or errno is not None else int(value, 0)
-        dur = float(match["dur"]) if match["dur"] else None
         call = StraceCall(
             line=lineno,
             pid=pid,

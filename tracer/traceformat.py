@@ -7,15 +7,18 @@ short (alloctrace killed) still ends on a line boundary. See docs/trace-format.m
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import tempfile
 import time
-from collections.abc import Iterator
+import types
+import typing
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO
 
 from tracer.errors import AlloctraceError, TraceFormatError
 from tracer.records import (
@@ -40,9 +43,6 @@ from tracer.records import (
 _RECORD_TYPES: dict[str, type[Any]] = {
     cls.KIND: cls
     for cls in (Header, Syscall, Spawn, Exec, Exit, Phase, Module, Stack, Memory, Footer)
-}
-_FIELDS: dict[str, frozenset[str]] = {
-    kind: frozenset(f.name for f in dataclasses.fields(cls)) for kind, cls in _RECORD_TYPES.items()
 }
 # Buffered lines are written out at least this often, so a live trace can be followed.
 _FLUSH_INTERVAL_NS = 200_000_000
@@ -69,26 +69,44 @@ def encode(record: Record) -> str:
     return json.dumps(record_to_dict(record), separators=(",", ":"))
 
 
+class TraceWriteError(AlloctraceError):
+    """The trace could not be written (a full disk, a read-only or vanished directory)."""
+
+
 class TraceWriter:
     """Streams records to a trace file; ``close`` renames the finished file into place."""
 
     def __init__(self, path: str | os.PathLike[str], header: Header) -> None:
         self.path = Path(path)
-        directory = self.path.parent
+        if self.path.is_dir():
+            raise TraceWriteError(f"cannot write the trace to {self.path}: it is a directory")
+        # A device or a pipe (-o /dev/null, -o /dev/stdout) is written as it is: renaming a
+        # file over it would replace /dev/null itself.
+        self._direct = self.path.exists() and not self.path.is_file()
         try:
-            fd, tmp = tempfile.mkstemp(
-                prefix=f".{self.path.name}.", suffix=".partial", dir=directory
-            )
+            if self._direct:
+                fd, tmp = os.open(self.path, os.O_WRONLY | os.O_CLOEXEC), str(self.path)
+            else:
+                fd, tmp = tempfile.mkstemp(
+                    prefix=f".{self.path.name}.", suffix=".partial", dir=self.path.parent
+                )
         except OSError as exc:
-            raise AlloctraceError(f"cannot write the trace to {self.path}: {exc.strerror}") from exc
+            raise self._error(exc) from exc
         self._tmp = Path(tmp)
         self._fd = fd
         self._lines: list[str] = []
         self._last_flush = time.monotonic_ns()
         self._closed = False
         self.events = 0
-        self.write(header)
-        self.flush()
+        try:
+            self.write(header)
+            self.flush()
+        except BaseException:
+            self.abandon()
+            raise
+
+    def _error(self, exc: OSError) -> TraceWriteError:
+        return TraceWriteError(f"cannot write the trace to {self.path}: {exc.strerror or exc}")
 
     def write(self, record: Record) -> None:
         """Queue one record."""
@@ -109,7 +127,12 @@ class TraceWriter:
             self.flush()
 
     def flush(self) -> None:
-        """Write queued lines out, whole lines only."""
+        """Write queued lines out, whole lines only.
+
+        The lines are dropped from the queue before they are written: an exception raised
+        in between (alloctrace interrupted) loses them rather than writing them twice; a
+        line cut in half is removed by ``close``.
+        """
         if not self._lines:
             return
         data = ("\n".join(self._lines) + "\n").encode()
@@ -120,24 +143,52 @@ class TraceWriter:
                 written = os.write(self._fd, view)
                 view = view[written:]
         except OSError as exc:
-            raise AlloctraceError(f"cannot write the trace to {self.path}: {exc.strerror}") from exc
+            raise self._error(exc) from exc
         self._last_flush = time.monotonic_ns()
 
+    def _cut_torn_line(self) -> None:
+        """End the file on a line boundary (a write interrupted halfway left part of a line)."""
+        if self._direct:
+            return
+        size = os.lseek(self._fd, 0, os.SEEK_END)
+        if size == 0 or os.pread(self._fd, 1, size - 1) == b"\n":
+            return
+        start = max(0, size - (1 << 20))
+        tail = os.pread(self._fd, size - start, start)
+        cut = tail.rfind(b"\n")
+        os.ftruncate(self._fd, start + cut + 1 if cut >= 0 else start)
+        os.lseek(self._fd, 0, os.SEEK_END)
+
     def close(self, footer: Footer) -> None:
-        """Write the footer and move the finished trace to its path."""
+        """Write the footer and move the finished trace to its path.
+
+        On failure (a full disk) the unfinished file is removed and TraceWriteError raised:
+        a trace already at the path stays as it was.
+        """
         if self._closed:
             return
-        self.write(footer)
-        self.flush()
-        os.close(self._fd)
-        self._closed = True
-        os.replace(self._tmp, self.path)
-
-    def abandon(self) -> None:
-        """Drop the unfinished trace (the program never started): nothing half-written stays."""
-        if not self._closed:
+        try:
+            self._cut_torn_line()
+            self.write(footer)
+            self.flush()
             os.close(self._fd)
             self._closed = True
+            if not self._direct:
+                os.replace(self._tmp, self.path)
+        except OSError as exc:
+            self.abandon()
+            raise self._error(exc) from exc
+        except BaseException:
+            self.abandon()
+            raise
+
+    def abandon(self) -> None:
+        """Drop the unfinished trace: nothing half-written stays, an older trace is untouched."""
+        if not self._closed:
+            self._closed = True
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+        if not self._direct:
             self._tmp.unlink(missing_ok=True)
 
     @property
@@ -167,15 +218,141 @@ class TraceData:
         return (e for e in self.events if isinstance(e, Syscall))
 
 
+# -- reading: every field's JSON type is checked, so a bad file fails here, on its line -----------
+
+_JSON_NAMES = {
+    int: "an integer",
+    str: "a string",
+    bool: "true or false",
+    float: "a number",
+    list: "a list",
+    dict: "an object",
+    type(None): "null",
+}
+_Convert = Callable[[Any], Any]
+
+
+def _describe(value: object) -> str:
+    return _JSON_NAMES.get(type(value), type(value).__name__)
+
+
+def _scalar_types(hint: Any) -> frozenset[type] | None:
+    """The exact Python types a JSON value may have for a scalar field (None: not scalar)."""
+    if hint in (int, str, bool):
+        return frozenset({hint})
+    if isinstance(hint, types.UnionType):
+        members = typing.get_args(hint)
+        if all(m in (int, str, bool, type(None)) for m in members):
+            return frozenset(members)
+    return None
+
+
+def _list_of_str(value: Any) -> list[str]:
+    if type(value) is not list or not all(type(v) is str for v in value):
+        raise ValueError(f"must be a list of strings, not {_describe(value)}")
+    return value
+
+
+def _object(value: Any) -> dict[str, Any]:
+    if type(value) is not dict:
+        raise ValueError(f"must be an object, not {_describe(value)}")
+    return value
+
+
+def _object_of_str(value: Any) -> dict[str, str]:
+    if type(value) is not dict or not all(type(v) is str for v in value.values()):
+        raise ValueError(f"must be an object of strings, not {_describe(value)}")
+    return value
+
+
+def _frames(value: Any) -> tuple[Frame, ...]:
+    if type(value) is not list:
+        raise ValueError(f"must be a list of frames, not {_describe(value)}")
+    out = []
+    for item in value:
+        if (
+            type(item) is not list
+            or len(item) != 3
+            or type(item[0]) is not int
+            or not (item[1] is None or type(item[1]) is int)
+            or type(item[2]) is not str
+        ):
+            raise ValueError(f"a frame must be [pc, module id or null, how], not {item!r:.60}")
+        out.append(Frame(item[0], item[1], item[2]))
+    return tuple(out)
+
+
+_MAPPING_TYPES = {
+    f.name: _scalar_types(hint)
+    for f, hint in zip(
+        dataclasses.fields(Mapping), typing.get_type_hints(Mapping).values(), strict=True
+    )
+}
+
+
+def _mappings(value: Any) -> tuple[Mapping, ...]:
+    if type(value) is not list:
+        raise ValueError(f"must be a list of mappings, not {_describe(value)}")
+    out = []
+    for item in value:
+        if type(item) is not dict:
+            raise ValueError(f"a mapping must be an object, not {_describe(item)}")
+        args = {}
+        for key, v in item.items():
+            allowed = _MAPPING_TYPES.get(key)
+            if allowed is None:
+                continue  # a field added later
+            if type(v) not in allowed:
+                raise ValueError(f"mapping field {key!r} must not be {_describe(v)}")
+            args[key] = v
+        out.append(Mapping(**args))
+    return tuple(out)
+
+
+_COMPOSITES: dict[Any, _Convert] = {
+    list[str]: _list_of_str,
+    dict[str, str]: _object_of_str,
+    dict[str, Any]: _object,
+    tuple[Frame, ...]: _frames,
+    tuple[Mapping, ...]: _mappings,
+}
+
+
+def _field_rules(cls: type[Any]) -> tuple[dict[str, frozenset[type]], dict[str, _Convert]]:
+    hints = typing.get_type_hints(cls)
+    scalars: dict[str, frozenset[type]] = {}
+    composites: dict[str, _Convert] = {}
+    for f in dataclasses.fields(cls):
+        allowed = _scalar_types(hints[f.name])
+        if allowed is not None:
+            scalars[f.name] = allowed
+        else:
+            composites[f.name] = _COMPOSITES[hints[f.name]]
+    return scalars, composites
+
+
+_RULES = {kind: _field_rules(cls) for kind, cls in _RECORD_TYPES.items()}
+
+
 def _build(kind: str, obj: dict[str, Any]) -> Record:
-    cls = _RECORD_TYPES[kind]
-    known = _FIELDS[kind]
-    args = {k: v for k, v in obj.items() if k in known}
-    if kind == "stack":
-        args["frames"] = tuple(Frame(int(pc), mod, str(how)) for pc, mod, how in args["frames"])
-    elif kind == "memory":
-        args["mappings"] = tuple(Mapping(**m) for m in args["mappings"])
-    record: Record = cls(**args)
+    """The record of one JSON object; ValueError or TypeError (naming the field) when a field
+    has the wrong JSON type or a required one is missing. Unknown fields are skipped."""
+    scalars, composites = _RULES[kind]
+    args: dict[str, Any] = {}
+    for key, value in obj.items():
+        allowed = scalars.get(key)
+        if allowed is not None:
+            if type(value) not in allowed:
+                raise ValueError(f"field {key!r} must not be {_describe(value)}")
+            args[key] = value
+        else:
+            convert = composites.get(key)
+            if convert is not None:
+                try:
+                    args[key] = convert(value)
+                except ValueError as exc:
+                    raise ValueError(f"field {key!r} {exc}") from None
+    record: Record = _RECORD_TYPES[kind](**args)
     return record
 
 
@@ -189,36 +366,40 @@ def read_trace(path: str | os.PathLike[str]) -> TraceData:
     """Read a whole trace file; raise TraceFormatError naming the line on anything malformed."""
     name = os.fspath(path)
     try:
-        handle: TextIO = open(name, encoding="utf-8")  # noqa: SIM115 - closed below
+        handle: BinaryIO = open(name, "rb")  # noqa: SIM115 - closed below
     except OSError as exc:
         raise TraceFormatError(name, None, exc.strerror or str(exc)) from exc
+    data: TraceData | None = None
     with handle:
         try:
-            first = handle.readline()
-        except UnicodeDecodeError as exc:
-            raise TraceFormatError(name, 1, "not a text file, so not an alloctrace trace") from exc
-        if not first:
-            raise TraceFormatError(name, None, "empty file, not an alloctrace trace")
-        header = _read_header(name, first)
-        data = TraceData(path=name, header=header)
-        lineno = 1
-        try:
-            for lineno, line in enumerate(handle, start=2):
-                _read_line(data, name, lineno, line, header.version)
-        except UnicodeDecodeError as exc:
-            raise TraceFormatError(name, lineno + 1, "bytes that are not UTF-8 text") from exc
+            for lineno, raw in enumerate(handle, start=1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    why = "bytes that are not UTF-8 text"
+                    if data is None:
+                        why = "not a text file, so not an alloctrace trace"
+                    raise TraceFormatError(name, lineno, why) from exc
+                if data is None:
+                    data = TraceData(path=name, header=_read_header(name, line))
+                else:
+                    _read_line(data, name, lineno, line, data.header.version)
+        except OSError as exc:  # a directory, an I/O error
+            raise TraceFormatError(name, None, exc.strerror or str(exc)) from exc
+    if data is None:
+        raise TraceFormatError(name, None, "empty file, not an alloctrace trace")
     return data
 
 
 def _read_header(name: str, line: str) -> Header:
     try:
         obj = json.loads(line)
-    except json.JSONDecodeError as exc:
+    except (ValueError, RecursionError) as exc:
         raise TraceFormatError(name, 1, "not an alloctrace trace (first line is not JSON)") from exc
     if not isinstance(obj, dict) or obj.get("kind") != "header" or obj.get("format") != FORMAT_NAME:
         raise TraceFormatError(name, 1, "not an alloctrace trace (first line is not its header)")
     version = obj.get("version")
-    if not isinstance(version, int) or version < 1:
+    if type(version) is not int or version < 1:
         raise TraceFormatError(name, 1, f"header has an invalid format version {version!r}")
     if version > FORMAT_VERSION:
         raise TraceFormatError(
@@ -244,13 +425,15 @@ def _read_line(data: TraceData, name: str, lineno: int, line: str, version: int)
         obj = json.loads(line)
     except json.JSONDecodeError as exc:
         raise TraceFormatError(name, lineno, f"not valid JSON ({exc.msg})") from exc
+    except (ValueError, RecursionError) as exc:  # a 5,000-digit number, nesting too deep
+        raise TraceFormatError(name, lineno, f"not valid JSON ({exc})") from exc
     if not isinstance(obj, dict):
         raise TraceFormatError(name, lineno, "a record must be a JSON object")
     kind = obj.get("kind")
-    if kind not in _RECORD_TYPES or kind == "header":
-        if isinstance(kind, str) and kind != "header":
-            return  # a record kind added by a newer writer: old readers skip it
-        raise TraceFormatError(name, lineno, f"unexpected record kind {kind!r}")
+    if not isinstance(kind, str) or kind == "header":
+        raise TraceFormatError(name, lineno, f"unexpected record kind {kind!r:.40}")
+    if kind not in _RECORD_TYPES:
+        return  # a record kind added by a newer writer: old readers skip it
     try:
         record = _build(kind, _upgrade(version, obj))
     except (TypeError, ValueError, KeyError) as exc:

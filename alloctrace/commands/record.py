@@ -1,4 +1,4 @@
-"""``alloctrace record``: run a program and write its trace."""
+"""``alloctrace record``: run a program (or attach to a running one) and write its trace."""
 
 from __future__ import annotations
 
@@ -9,12 +9,26 @@ import typer
 
 from alloctrace.commands import fail
 from tracer.errors import AlloctraceError
+from tracer.recording import attach as attach_process
 from tracer.recording import record as record_program
-from tracer.session import TraceOptions
+from tracer.session import Outcome, TraceOptions
+
+PidOption = Annotated[
+    int | None,
+    typer.Option(
+        "--pid",
+        "-p",
+        metavar="PID",
+        help="Attach to the running process PID (all its threads) instead of starting a "
+        "program; Ctrl-C detaches and leaves it running.",
+    ),
+]
 
 
 def record(
-    command: Annotated[list[str], typer.Argument(help="The program and its arguments.")],
+    command: Annotated[
+        list[str] | None, typer.Argument(help="The program and its arguments.")
+    ] = None,
     output: Annotated[
         Path, typer.Option("-o", "--output", help="Where to write the trace (JSON Lines).")
     ] = Path("alloctrace.jsonl"),
@@ -24,6 +38,7 @@ def record(
     stack_depth: Annotated[
         int, typer.Option("--stack-depth", min=1, max=512, help="Frames to unwind per call.")
     ] = 64,
+    pid: PidOption = None,
 ) -> None:
     """Run a program and record its memory syscalls into a trace file.
 
@@ -32,11 +47,31 @@ def record(
         alloctrace record -o ls.jsonl -- ls -l
 
         alloctrace record --no-stacks -o py.jsonl python3 -c "import json"
+
+        alloctrace record --pid 1234 -o server.jsonl
     """
     options = TraceOptions(stacks=not no_stacks, stack_depth=stack_depth)
+    outcome = trace_or_attach(command or [], pid, output, options)
+    raise typer.Exit(outcome.exit_code)
+
+
+def trace_or_attach(
+    command: list[str], pid: int | None, output: Path, options: TraceOptions
+) -> Outcome:
+    """Record ``command``, or attach to ``pid``; one ``alloctrace:`` line says how it ended."""
+    if pid is not None and command:
+        raise fail("give a program to run or --pid PID to attach to, not both")
+    if pid is None and not command:
+        raise fail("no program given to trace (give one, or --pid PID to attach to a process)")
     try:
-        outcome = record_program(command, output, options)
+        if pid is not None:
+            outcome = attach_process(pid, output, options)
+        else:
+            outcome = record_program(command, output, options)
     except AlloctraceError as exc:
         raise fail(str(exc)) from None
+    footer = outcome.footer
+    if footer.outcome in ("interrupted", "detached") and footer.message:
+        typer.echo(f"alloctrace: {footer.message}", err=True)
     typer.echo(f"alloctrace: trace written to {output}", err=True)
-    raise typer.Exit(outcome.exit_code)
+    return outcome

@@ -15,6 +15,7 @@ import typer
 
 from alloctrace.commands import fail
 from alloctrace.commands.allocators import AllocatorOption, check_allocator, environment
+from alloctrace.commands.record import PidOption, trace_or_attach
 from alloctrace.reporters import Format
 from tracer.errors import AlloctraceError
 
@@ -57,7 +58,9 @@ def emit(text: str, report: Path | None, to_stderr: bool) -> None:
 
 
 def run(
-    command: Annotated[list[str], typer.Argument(help="The program and its arguments.")],
+    command: Annotated[
+        list[str] | None, typer.Argument(help="The program and its arguments.")
+    ] = None,
     output: Annotated[
         Path, typer.Option("-o", "--output", help="Where to keep the trace (JSON Lines).")
     ] = Path("alloctrace.jsonl"),
@@ -67,6 +70,7 @@ def run(
     no_stacks: Annotated[
         bool, typer.Option("--no-stacks", help="Do not record call stacks (faster, coarser).")
     ] = False,
+    pid: PidOption = None,
 ) -> None:
     """Run a program, record its memory syscalls, and report who made them (the default).
 
@@ -86,13 +90,18 @@ def run(
     chosen = check_allocator(allocator)
     env = environment(chosen, dict(os.environ))
     options = TraceOptions(stacks=not no_stacks)
-    try:
-        outcome = record_program(
-            command, output, options, env=env, allocator=chosen.name if chosen else None
-        )
-    except AlloctraceError as exc:
-        raise fail(str(exc)) from None
-    typer.echo(f"alloctrace: trace written to {output}", err=True)
+    if pid is not None or not command:  # --pid: attach, as `record --pid` does
+        if chosen is not None:
+            raise fail("--allocator applies to a program alloctrace starts, not to --pid")
+        outcome = trace_or_attach(command or [], pid, output, options)
+    else:
+        try:
+            outcome = record_program(
+                command, output, options, env=env, allocator=chosen.name if chosen else None
+            )
+        except AlloctraceError as exc:
+            raise fail(str(exc)) from None
+        typer.echo(f"alloctrace: trace written to {output}", err=True)
     try:
         text = reporter(fmt).render_report(summary_of(output))
     except AlloctraceError as exc:
