@@ -8,12 +8,20 @@ import os
 import platform
 import re
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from tracer import procfs
 from tracer.errors import AlloctraceError
 from tracer.records import FORMAT_NAME, FORMAT_VERSION, Header
-from tracer.session import Outcome, Session, StackRecorder, TraceOptions, print_note
+from tracer.session import (
+    Outcome,
+    Progress,
+    Session,
+    StackRecorder,
+    TraceOptions,
+    print_note,
+)
 from tracer.stacks import StackTable
 from tracer.traceformat import TraceWriter
 
@@ -62,6 +70,18 @@ def _started_at() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
 
 
+# Something that shows a run's progress while it lasts (a live status line): given a way to
+# read the progress, it returns a context manager that is active during the run.
+Watcher = Callable[[Callable[[], Progress]], AbstractContextManager[object]]
+
+
+def _run(session: Session, watch: Watcher | None) -> Outcome:
+    if watch is None:
+        return session.run()
+    with watch(session.progress):
+        return session.run()
+
+
 def record(
     argv: list[str],
     output: str | os.PathLike[str],
@@ -70,6 +90,7 @@ def record(
     allocator: str | None = None,
     stacks: StackRecorder | None = None,
     notify: Callable[[str], None] = print_note,
+    watch: Watcher | None = None,
 ) -> Outcome:
     """Run ``argv`` under the tracer, writing the trace to ``output``; returns how it ended.
 
@@ -105,7 +126,7 @@ def record(
             except BaseException:
                 writer.abandon()
                 raise
-            return session.run()
+            return _run(session, watch)
     finally:
         if table is not None:
             table.close()
@@ -117,6 +138,7 @@ def attach(
     options: TraceOptions,
     stacks: StackRecorder | None = None,
     notify: Callable[[str], None] = print_note,
+    watch: Watcher | None = None,
 ) -> Outcome:
     """Trace the running process ``pid`` (all its threads, and what it starts) until it ends
     or alloctrace gets SIGINT, SIGTERM or SIGHUP; then detach, leaving it running.
@@ -153,7 +175,7 @@ def attach(
             except BaseException:
                 writer.abandon()
                 raise
-            return session.run()
+            return _run(session, watch)
     finally:
         if table is not None:
             table.close()

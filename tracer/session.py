@@ -111,6 +111,16 @@ class _Thread:
 
 
 @dataclass(frozen=True)
+class Progress:
+    """A snapshot of a run in progress, for a live status line."""
+
+    elapsed_ns: int
+    events: int
+    processes: int
+    threads: int
+
+
+@dataclass(frozen=True)
 class Outcome:
     """How the root program ended, as a shell would report it."""
 
@@ -328,6 +338,11 @@ class Session:
         finally:
             for restored, handler in previous.items():
                 signal.signal(restored, signal.SIG_DFL if handler is None else handler)
+
+    def progress(self) -> Progress:
+        """How far the run is (read by a live status display from another thread)."""
+        threads = list(self._threads.values())
+        return Progress(self._now(), self._seq, len({t.pid for t in threads}), len(threads))
 
     def run(self) -> Outcome:
         """Trace until every tracee is gone (or alloctrace is interrupted); write the footer.
