@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from typer.core import TyperGroup
 
+from alloctrace import __version__
 from alloctrace.commands import PROGRAM_CONTEXT
 from alloctrace.commands.allocators import allocators
 from alloctrace.commands.diff import diff
@@ -72,11 +73,27 @@ class _RunByDefault(TyperGroup):
         return any(name in p.opts or name in p.secondary_opts for p in params)
 
 
+HELP = """Trace a program's memory syscalls and explain who made them.
+
+The memory system calls are mmap, munmap, brk, mprotect, mremap and madvise.
+`alloctrace [OPTIONS] [--] PROG ARGS...` records and reports in one go (it is `alloctrace run`:
+see `alloctrace run --help`); the commands below do one step each. `alloctrace COMMAND --help`
+says more, with examples. Docs: docs/how-it-works.md, docs/reading-the-report.md, docs/faq.md.
+
+Examples:
+
+\b
+    # Trace the seed fixture: the report goes to stderr, the trace to alloctrace.jsonl
+    alloctrace fixtures/build/seed
+    # Report that trace again, on stdout
+    alloctrace report alloctrace.jsonl
+    # The same program under glibc's malloc and under jemalloc, side by side
+    alloctrace diff --allocator glibc --allocator jemalloc -- fixtures/build/seed
+"""
+
 app = typer.Typer(
     name="alloctrace",
-    help="Trace a program's memory system calls (mmap, munmap, brk, mprotect, mremap, madvise) "
-    "and explain who made them. `alloctrace [OPTIONS] [--] PROG ARGS...` records and reports in "
-    "one go (see `alloctrace run --help`); the subcommands below do one step each.",
+    help=HELP,
     no_args_is_help=True,
     cls=_RunByDefault,
     add_completion=True,
@@ -85,9 +102,26 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"alloctrace {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
-    """Trace a program's memory syscalls and explain who made them."""
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            "-V",
+            callback=_print_version,
+            is_eager=True,
+            help="Print alloctrace's version and exit.",
+        ),
+    ] = False,
+) -> None:
+    """The options of alloctrace itself (the help is HELP)."""
 
 
 # A new subcommand is one module in alloctrace/commands/ and one line here.

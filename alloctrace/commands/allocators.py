@@ -128,15 +128,19 @@ def environment(allocator: AllocatorLibrary | None, base: dict[str, str]) -> dic
 
 
 def allocators() -> None:
-    """List the malloc implementations this machine has, for --allocator.
+    """List the malloc implementations usable with --allocator.
 
     Any path to a shared object also works as --allocator; it is injected with LD_PRELOAD.
 
     Examples:
 
+    \b
         alloctrace allocators
-
-        alloctrace diff --allocator glibc --allocator jemalloc -- ./prog
+        # Trace the seed fixture under one of them, by name...
+        alloctrace --allocator tcmalloc -o tcmalloc.jsonl -- fixtures/build/seed
+        # ...or by the path of its library
+        alloctrace --allocator /usr/lib/x86_64-linux-gnu/libmimalloc.so.2 \\
+            fixtures/build/seed
     """
     from tabulate import tabulate
 

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from alloctrace.commands import fail
+from alloctrace.commands import ColorMode, ColorOption, fail, report_color
 from alloctrace.commands.allocators import AllocatorLibrary, environment, resolve
 from alloctrace.commands.run import FormatOption, ReportOption, emit, summary_of
 from alloctrace.reporters import Format
@@ -200,16 +200,26 @@ def diff(
     no_stacks: Annotated[
         bool, typer.Option("--no-stacks", help="Do not record call stacks (faster, coarser).")
     ] = False,
+    color: ColorOption = ColorMode.AUTO,
 ) -> None:
-    """Compare two or more variants side by side, and say where the difference comes from.
+    """Compare traces, or a program under several allocators.
+
+    The report says where the difference comes from (objects mapped, the allocator's own
+    calls). With --allocator (twice or more) the program is recorded once per allocator
+    (injected with LD_PRELOAD; the traces are kept, see -d) and the report goes to stderr, as
+    the program owns stdout; given traces, it goes to stdout. --repeat N also times N untraced
+    runs of each variant: wall time and peak RSS.
 
     Examples:
 
-        alloctrace diff glibc.jsonl jemalloc.jsonl
-
-        alloctrace diff --allocator glibc --allocator jemalloc -- ./prog
-
-        alloctrace diff --allocator glibc --allocator mimalloc --repeat 5 -- ./prog 8
+    \b
+        # The seed fixture under glibc's malloc and under jemalloc
+        alloctrace diff --allocator glibc --allocator jemalloc -- fixtures/build/seed
+        # Keep the traces in traces/; time 3 untraced runs of each variant
+        alloctrace diff --allocator glibc --allocator mimalloc --repeat 3 \\
+            -d traces -- fixtures/build/seed
+        # Saved traces (here, the two just kept)
+        alloctrace diff traces/glibc.jsonl traces/mimalloc.jsonl
     """
     from alloctrace.reporters import reporter
     from analyzers.diff import diff as diff_summaries
@@ -233,7 +243,8 @@ def diff(
             labels = _labels([Path(a).name.removesuffix(".jsonl") for a in arguments])
             variants = [(label, summary_of(a)) for label, a in zip(labels, arguments, strict=True)]
             timings = [None] * len(variants)
-        text = reporter(fmt).render_diff(diff_summaries(variants, timings))
+        colored = report_color(color, report, to_stderr=bool(chosen))
+        text = reporter(fmt, colored).render_diff(diff_summaries(variants, timings))
     except AlloctraceError as exc:
         raise fail(str(exc)) from None
     except OSError as exc:

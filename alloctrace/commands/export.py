@@ -30,15 +30,18 @@ def export(
         typer.Option("-o", "--output", help="Where to write (default: stdout; not for parquet)."),
     ] = None,
 ) -> None:
-    """Write one row per memory syscall, with its classification (category, owner, role...).
+    """Write a trace's calls as Parquet, CSV or JSON Lines rows.
 
-    The columns are those of the notebook API's Trace.events (docs/notebooks.md).
+    Each row has the call's classification (category, owner, role, phase...); the columns are
+    those of the notebook API's Trace.events (docs/notebooks.md).
 
     Examples:
 
+    \b
         alloctrace export seed.jsonl --format parquet -o seed.parquet
-
-        alloctrace export seed.jsonl | jq -c 'select(.category == "allocator")'
+        alloctrace export seed.jsonl -o seed.csv
+        # JSON Lines on stdout: the allocator's calls
+        alloctrace export seed.jsonl | grep '"category":"allocator"'
     """
     from alloctrace.api import load
     from alloctrace.export import export as write

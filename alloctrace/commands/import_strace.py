@@ -25,16 +25,20 @@ def import_strace(
         bool, typer.Option("--strict", help="Exit with status 1 if a line was not understood.")
     ] = False,
 ) -> None:
-    """Convert an strace log into a trace that report, export and the notebook API read.
+    """Convert an strace log into a trace file.
+
+    The trace is one that report, diff, export and plot read, like those alloctrace records.
 
     Memory syscalls are kept (classified by stack with -k, else by their arguments); other
     calls are counted; every line that is not understood is reported.
 
     Examples:
 
-        strace -f -k -y -o app.log -e trace=mmap,munmap,brk,mprotect,mremap,madvise ./app
-
-        alloctrace import-strace app.log -o app.jsonl
+    \b
+        strace -f -k -y -o seed.log \\
+            -e trace=mmap,munmap,brk,mprotect,mremap,madvise fixtures/build/seed
+        alloctrace import-strace seed.log -o seed-strace.jsonl
+        alloctrace report seed-strace.jsonl
     """
     from tracer.strace_import import import_strace as convert
 

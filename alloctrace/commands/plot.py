@@ -36,12 +36,18 @@ def plot(
         int, typer.Option("--limit", min=1, help="Map at most this many (largest) mappings.")
     ] = 60,
 ) -> None:
-    """Draw a trace as a chart (PNG, SVG or PDF, by the output's extension).
+    """Draw a trace's address space, or compare several traces.
+
+    One trace: each mapping as a bar over time. Several: their calls before main, per category.
+    PNG, SVG or PDF, by the output's extension; bars are coloured by category, as the text
+    report is on a terminal. Needs matplotlib: pip install 'alloctrace[notebook]'.
 
     Examples:
 
+    \b
+        # Each mapping of the seed fixture as a bar over time, in address order
         alloctrace plot seed.jsonl -o seed.svg
-
+        # Calls before main per category, one bar per trace
         alloctrace plot glibc.jsonl jemalloc.jsonl -o upfront.png
     """
     if importlib.util.find_spec("matplotlib") is None:

@@ -40,15 +40,19 @@ def record(
     ] = 64,
     pid: PidOption = None,
 ) -> None:
-    """Run a program and record its memory syscalls into a trace file.
+    """Trace a program (or attach to one) into a trace file.
+
+    Records only: `alloctrace report` explains the trace afterwards. The program's output is
+    untouched; one line on stderr says where the trace went.
 
     Examples:
 
-        alloctrace record -o ls.jsonl -- ls -l
-
-        alloctrace record --no-stacks -o py.jsonl python3 -c "import json"
-
-        alloctrace record --pid 1234 -o server.jsonl
+    \b
+        alloctrace record -o seed.jsonl -- fixtures/build/seed
+        # Without call stacks: faster, classified by the calls' arguments only
+        alloctrace record --no-stacks -o py.jsonl -- python3 -c "import json"
+        # Attach to a running process; Ctrl-C detaches and leaves it running
+        fixtures/build/longrun 3 & alloctrace record --pid $! -o longrun.jsonl
     """
     options = TraceOptions(stacks=not no_stacks, stack_depth=stack_depth)
     outcome = trace_or_attach(command or [], pid, output, options)

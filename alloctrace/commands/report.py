@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from alloctrace.commands import fail
+from alloctrace.commands import ColorMode, ColorOption, fail, report_color
 from alloctrace.commands.run import FormatOption, ReportOption, emit, summary_of
 from alloctrace.reporters import Format
 from tracer.errors import AlloctraceError
@@ -22,16 +22,21 @@ def report(
     ] = False,
     fmt: FormatOption = Format.TEXT,
     output: ReportOption = None,
+    color: ColorOption = ColorMode.AUTO,
 ) -> None:
-    """Report a recorded trace: who made each memory syscall, and what it cost.
+    """Explain a recorded trace: who made each memory syscall.
+
+    Runs no program: reads the trace and writes to stdout (or --report FILE) what each call
+    cost (reserved, committed, resident) and why it was made. --stacks lists every call instead.
 
     Examples:
 
-        alloctrace report ls.jsonl
-
-        alloctrace report --format json ls.jsonl
-
-        alloctrace report --stacks ls.jsonl
+    \b
+        alloctrace report seed.jsonl
+        # As JSON (schema: alloctrace/reporters/report.schema.json)
+        alloctrace report --format json seed.jsonl
+        # Every call with its named call stack, like strace -k
+        alloctrace report --stacks seed.jsonl
     """
     if stacks:
         _stacks(trace)
@@ -39,7 +44,9 @@ def report(
     from alloctrace.reporters import reporter
 
     try:
-        text = reporter(fmt).render_report(summary_of(trace))
+        text = reporter(fmt, report_color(color, output, to_stderr=False)).render_report(
+            summary_of(trace)
+        )
     except AlloctraceError as exc:
         raise fail(str(exc)) from None
     emit(text, output, to_stderr=False)

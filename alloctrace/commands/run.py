@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from alloctrace.commands import fail
+from alloctrace.commands import ColorMode, ColorOption, fail, report_color
 from alloctrace.commands.allocators import AllocatorOption, check_allocator, environment
 from alloctrace.commands.record import PidOption, trace_or_attach
 from alloctrace.reporters import Format
@@ -71,17 +71,24 @@ def run(
         bool, typer.Option("--no-stacks", help="Do not record call stacks (faster, coarser).")
     ] = False,
     pid: PidOption = None,
+    color: ColorOption = ColorMode.AUTO,
 ) -> None:
-    """Run a program, record its memory syscalls, and report who made them (the default).
+    """Trace a program and report who made its memory syscalls.
 
-    `alloctrace ./prog args` is `alloctrace run ./prog args`. The report goes to standard
-    error, like strace's; a program named like a subcommand is reachable after `--`.
+    `alloctrace PROG ARGS...` is `alloctrace run PROG ARGS...` (the default command). The
+    report goes to standard error, like strace's, so it never mixes with the program's output;
+    the trace is kept (-o). A program named like a subcommand is reachable after `--`.
 
     Examples:
 
-        alloctrace ./prog
-
-        alloctrace --allocator jemalloc --format markdown --report prog.md -- ./prog -v
+    \b
+        # The seed fixture: the report on stderr, the trace in alloctrace.jsonl
+        alloctrace fixtures/build/seed
+        # Under jemalloc, the report as markdown in a file
+        alloctrace --allocator jemalloc --format markdown --report seed.md \\
+            -- fixtures/build/seed
+        # Everything after the program's name is the program's
+        alloctrace --no-stacks -o ls.jsonl -- ls -l fixtures
     """
     from alloctrace.reporters import reporter
     from tracer.recording import record as record_program
@@ -103,7 +110,8 @@ def run(
             raise fail(str(exc)) from None
         typer.echo(f"alloctrace: trace written to {output}", err=True)
     try:
-        text = reporter(fmt).render_report(summary_of(output))
+        colored = report_color(color, report, to_stderr=True)
+        text = reporter(fmt, colored).render_report(summary_of(output))
     except AlloctraceError as exc:
         raise fail(str(exc)) from None
     emit(text, report, to_stderr=True)

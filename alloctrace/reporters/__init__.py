@@ -28,8 +28,9 @@ class Reporter(Protocol):
         """Variants side by side."""
 
 
-def reporter(fmt: Format | str) -> Reporter:
-    """The module that writes ``fmt`` (imported only when asked for)."""
+def reporter(fmt: Format | str, color: bool = False) -> Reporter:
+    """What writes ``fmt`` (imported only when asked for). ``color``: category colours in the
+    text format (ANSI escapes, for a terminal); markdown and JSON are never coloured."""
     chosen = Format(fmt)
     if chosen is Format.MARKDOWN:
         from alloctrace.reporters import markdown
@@ -41,4 +42,4 @@ def reporter(fmt: Format | str) -> Reporter:
         return json
     from alloctrace.reporters import text
 
-    return text
+    return text.TextReporter(color)

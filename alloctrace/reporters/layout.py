@@ -1,7 +1,10 @@
 """The layout of reports and diffs, shared by the text and markdown reporters.
 
 A document is sections of facts, sentences and tables of already formatted cells (sizes in
-KiB/MiB). The layout chooses what to show and formats it; it computes no figure.
+KiB/MiB). The layout chooses what to show and formats it; it computes no figure. It also says
+which titles, cells and headers stand for a category (``Section.category``,
+``Table.category_column``, ``Table.header_categories``), so that a reporter may colour them
+(the text reporter does on a terminal, with alloctrace.palette, the plots' colours).
 """
 
 from __future__ import annotations
@@ -42,11 +45,17 @@ class Bullets:
 
 @dataclass
 class Table:
-    """Formatted cells; ``numeric`` columns are right-aligned."""
+    """Formatted cells; ``numeric`` columns are right-aligned.
+
+    ``category_column``: a column whose (non-empty) cells are category names;
+    ``header_categories``: column -> the category its header stands for.
+    """
 
     headers: list[str]
     rows: list[list[str]]
     numeric: set[int] = field(default_factory=set)
+    category_column: int | None = None
+    header_categories: dict[int, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -61,10 +70,11 @@ Block = Facts | Bullets | Table | Note
 
 @dataclass
 class Section:
-    """A titled part of the report."""
+    """A titled part of the report; ``category``: the category it is about, if one."""
 
     title: str
     blocks: list[Block]
+    category: str | None = None
 
 
 @dataclass
@@ -214,7 +224,7 @@ def _phase_section(summary: Summary) -> Section:
         ]
     )
     numeric = set(range(2, len(headers)))
-    blocks: list[Block] = [Table(headers, cells, numeric)]
+    blocks: list[Block] = [Table(headers, cells, numeric, category_column=1)]
     note = (
         "reserved: mapped PROT_NONE; committed: made accessible (mmap, mprotect, brk, mremap); "
         "resident: Rss at exit."
@@ -261,11 +271,16 @@ def _loader_sections(summary: Summary) -> list[Section]:
             Section(
                 "The loader, per object",
                 [Table(headers, cells, {first + 3, first + 4, first + 5, first + 6})],
+                "loader",
             )
         )
     if summary.loader_data:
         out.append(
-            Section("The loader, for itself", [_role_table(summary.loader_data, owner=False)])
+            Section(
+                "The loader, for itself",
+                [_role_table(summary.loader_data, owner=False)],
+                "loader",
+            )
         )
     return out
 
@@ -302,7 +317,11 @@ def _allocator_sections(summary: Summary) -> list[Section]:
     out = []
     if summary.allocator_roles:
         out.append(
-            Section("The allocator, per role", [_role_table(summary.allocator_roles, owner=True)])
+            Section(
+                "The allocator, per role",
+                [_role_table(summary.allocator_roles, owner=True)],
+                "allocator",
+            )
         )
     calls = summary.allocator_startup
     if calls:
@@ -330,7 +349,7 @@ def _allocator_sections(summary: Summary) -> list[Section]:
             for c in calls
         ]
         title = f"{' and '.join(owners)}: its own calls before main"
-        out.append(Section(title, [Table(headers, cells, {0})]))
+        out.append(Section(title, [Table(headers, cells, {0})], "allocator"))
     return out
 
 
@@ -385,7 +404,7 @@ def _thread_sections(summary: Summary) -> list[Section]:
         ]
         blocks.append(Table(headers, cells, set(range(2, len(headers)))))
     if blocks:
-        out.append(Section("Arenas, and the threads that made them", blocks))
+        out.append(Section("Arenas, and the threads that made them", blocks, "allocator"))
     s = summary.stacks
     if s is not None:
         facts = [
@@ -399,14 +418,14 @@ def _thread_sections(summary: Summary) -> list[Section]:
             ("unmapped", size(s.freed)),
             ("resident at exit", size(s.figures.resident)),
         ]
-        out.append(Section("Thread stacks", [Facts(facts)]))
+        out.append(Section("Thread stacks", [Facts(facts)], "thread-stack"))
     return out
 
 
 def _own_section(summary: Summary) -> Section:
     if not summary.own:
-        return Section("The program's own calls", [Note("None.")])
-    return Section("The program's own calls", [_role_table(summary.own, owner=True)])
+        return Section("The program's own calls", [Note("None.")], "user")
+    return Section("The program's own calls", [_role_table(summary.own, owner=True)], "user")
 
 
 # ---- diffs ---------------------------------------------------------------------------------
@@ -484,6 +503,7 @@ def diff_document(d: Diff) -> Document:
             Section(
                 f"Objects mapped in one variant and not in {d.baseline}",
                 [Table(headers, cells, {5, 6, 7})],
+                "loader",
             )
         )
     src = [s for s in d.sources if s.kind == "mmap"]
@@ -510,7 +530,16 @@ def diff_document(d: Diff) -> Document:
         ]
         for i, s in enumerate(src)
     ]
-    sections.append(Section("Where the mmaps come from", [Table(headers, cells, set(range(1, 8)))]))
+    # The columns after "mmaps" are the categories the mmaps came from.
+    header_categories = dict(
+        enumerate(["loader", "loader", "allocator", "thread-stack", "user", "other"], start=2)
+    )
+    sections.append(
+        Section(
+            "Where the mmaps come from",
+            [Table(headers, cells, set(range(1, 8)), header_categories=header_categories)],
+        )
+    )
     blocks: list[Block] = []
     for vc in d.startup_calls:
         if not vc.calls:
@@ -529,7 +558,7 @@ def diff_document(d: Diff) -> Document:
         ]
         blocks.append(Note(f"{vc.label}:"))
         blocks.append(Table(["seq", "owner", "call", "size", "flags / advice", "role"], cells, {0}))
-    sections.append(Section("The allocators' own calls before main", blocks))
+    sections.append(Section("The allocators' own calls before main", blocks, "allocator"))
     if any(v.arenas for v in d.arenas):
         headers = [
             "variant",
@@ -562,7 +591,9 @@ def diff_document(d: Diff) -> Document:
                 )
             if not va.arenas:
                 cells.append([va.label, "none", "-", "-", "-", "-", "-"])
-        sections.append(Section("Arenas per thread", [Table(headers, cells, {2, 3, 4})]))
+        sections.append(
+            Section("Arenas per thread", [Table(headers, cells, {2, 3, 4})], "allocator")
+        )
     timed = [v for v in d.variants if v.timing is not None]
     if timed:
         headers = [
