@@ -65,3 +65,13 @@ def report_color(mode: ColorMode | str, report: Path | None, to_stderr: bool) ->
     if report is not None:
         return use_color(mode, None)
     return use_color(mode, sys.stderr if to_stderr else sys.stdout)
+
+
+QuietOption = Annotated[
+    bool,
+    typer.Option(
+        "--quiet",
+        "-q",
+        help="No live status line (it is shown only while stderr is a terminal).",
+    ),
+]

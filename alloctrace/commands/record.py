@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from alloctrace.commands import fail
+from alloctrace.commands import QuietOption, fail
+from alloctrace.status import live_status
 from tracer.errors import AlloctraceError
 from tracer.recording import attach as attach_process
 from tracer.recording import record as record_program
@@ -39,6 +40,7 @@ def record(
         int, typer.Option("--stack-depth", min=1, max=512, help="Frames to unwind per call.")
     ] = 64,
     pid: PidOption = None,
+    quiet: QuietOption = False,
 ) -> None:
     """Trace a program (or attach to one) into a trace file.
 
@@ -55,12 +57,12 @@ def record(
         fixtures/build/longrun 3 & alloctrace record --pid $! -o longrun.jsonl
     """
     options = TraceOptions(stacks=not no_stacks, stack_depth=stack_depth)
-    outcome = trace_or_attach(command or [], pid, output, options)
+    outcome = trace_or_attach(command or [], pid, output, options, quiet)
     raise typer.Exit(outcome.exit_code)
 
 
 def trace_or_attach(
-    command: list[str], pid: int | None, output: Path, options: TraceOptions
+    command: list[str], pid: int | None, output: Path, options: TraceOptions, quiet: bool
 ) -> Outcome:
     """Record ``command``, or attach to ``pid``; one ``alloctrace:`` line says how it ended."""
     if pid is not None and command:
@@ -68,10 +70,11 @@ def trace_or_attach(
     if pid is None and not command:
         raise fail("no program given to trace (give one, or --pid PID to attach to a process)")
     try:
+        watch = live_status(not quiet)
         if pid is not None:
-            outcome = attach_process(pid, output, options)
+            outcome = attach_process(pid, output, options, watch=watch)
         else:
-            outcome = record_program(command, output, options)
+            outcome = record_program(command, output, options, watch=watch)
     except AlloctraceError as exc:
         raise fail(str(exc)) from None
     footer = outcome.footer

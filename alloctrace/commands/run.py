@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from alloctrace.commands import ColorMode, ColorOption, fail, report_color
+from alloctrace.commands import ColorMode, ColorOption, QuietOption, fail, report_color
 from alloctrace.commands.allocators import AllocatorOption, check_allocator, environment
 from alloctrace.commands.record import PidOption, trace_or_attach
 from alloctrace.reporters import Format
+from alloctrace.status import live_status
 from tracer.errors import AlloctraceError
 
 if TYPE_CHECKING:
@@ -72,6 +73,7 @@ def run(
     ] = False,
     pid: PidOption = None,
     color: ColorOption = ColorMode.AUTO,
+    quiet: QuietOption = False,
 ) -> None:
     """Trace a program and report who made its memory syscalls.
 
@@ -100,11 +102,16 @@ def run(
     if pid is not None or not command:  # --pid: attach, as `record --pid` does
         if chosen is not None:
             raise fail("--allocator applies to a program alloctrace starts, not to --pid")
-        outcome = trace_or_attach(command or [], pid, output, options)
+        outcome = trace_or_attach(command or [], pid, output, options, quiet)
     else:
         try:
             outcome = record_program(
-                command, output, options, env=env, allocator=chosen.name if chosen else None
+                command,
+                output,
+                options,
+                env=env,
+                allocator=chosen.name if chosen else None,
+                watch=live_status(not quiet),
             )
         except AlloctraceError as exc:
             raise fail(str(exc)) from None
