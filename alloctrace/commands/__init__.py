@@ -7,9 +7,12 @@ import enum
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, TextIO
+from typing import TYPE_CHECKING, Annotated, TextIO
 
 import typer
+
+if TYPE_CHECKING:
+    from analyzers.rules import RuleSet
 
 # Options end at the program's name: everything after it belongs to the program.
 PROGRAM_CONTEXT = {"allow_interspersed_args": False, "ignore_unknown_options": True}
@@ -75,3 +78,23 @@ QuietOption = Annotated[
         help="No live status line (it is shown only while stderr is a terminal).",
     ),
 ]
+
+
+RulesOption = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--rules",
+        metavar="FILE",
+        help="Extra classification rules (TOML, in the form of analyzers/rules/default.toml), "
+        "tried before the built-in ones. Repeatable.",
+    ),
+]
+
+
+def ruleset(paths: list[Path] | None) -> RuleSet | None:
+    """The rules ``--rules`` names, extending the defaults (None: the defaults alone)."""
+    if not paths:
+        return None
+    from analyzers.rules import load_rules
+
+    return load_rules(paths)

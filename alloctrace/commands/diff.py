@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from alloctrace.commands import ColorMode, ColorOption, fail, report_color
+from alloctrace.commands import ColorMode, ColorOption, RulesOption, fail, report_color, ruleset
 from alloctrace.commands.allocators import AllocatorLibrary, environment, resolve
 from alloctrace.commands.run import FormatOption, ReportOption, emit, summary_of
 from alloctrace.reporters import Format
@@ -30,6 +30,7 @@ from tracer.programs import resolve_program
 
 if TYPE_CHECKING:
     from analyzers.diff import Timing
+    from analyzers.rules import RuleSet
     from analyzers.summarize import Summary
 
 
@@ -142,6 +143,7 @@ def _record_variants(
     directory: Path,
     stacks: bool,
     repeat: int,
+    rules: RuleSet | None,
 ) -> tuple[list[tuple[str, Summary]], list[Timing | None]]:
     from tracer.recording import record as record_program
     from tracer.session import TraceOptions
@@ -155,7 +157,7 @@ def _record_variants(
         path = directory / f"{label.replace('#', '-')}.jsonl"
         record_program(command, path, TraceOptions(stacks=stacks), env=env, allocator=label)
         written.append(str(path))
-        variants.append((label, summary_of(path)))
+        variants.append((label, summary_of(path, rules)))
         timings.append(untraced_runs(command, env, repeat) if repeat else None)
     typer.echo(f"alloctrace: traces written to {', '.join(written)}", err=True)
     return variants, timings
@@ -201,6 +203,7 @@ def diff(
         bool, typer.Option("--no-stacks", help="Do not record call stacks (faster, coarser).")
     ] = False,
     color: ColorOption = ColorMode.AUTO,
+    rules: RulesOption = None,
 ) -> None:
     """Compare traces, or a program under several allocators.
 
@@ -237,11 +240,14 @@ def diff(
             directory = traces_dir or Path(tempfile.mkdtemp(prefix="alloctrace-diff-"))
             directory.mkdir(parents=True, exist_ok=True)
             variants, timings = _record_variants(
-                arguments, libraries, directory, not no_stacks, repeat
+                arguments, libraries, directory, not no_stacks, repeat, ruleset(rules)
             )
         else:
             labels = _labels([Path(a).name.removesuffix(".jsonl") for a in arguments])
-            variants = [(label, summary_of(a)) for label, a in zip(labels, arguments, strict=True)]
+            extra = ruleset(rules)
+            variants = [
+                (label, summary_of(a, extra)) for label, a in zip(labels, arguments, strict=True)
+            ]
             timings = [None] * len(variants)
         colored = report_color(color, report, to_stderr=bool(chosen))
         text = reporter(fmt, colored).render_diff(diff_summaries(variants, timings))

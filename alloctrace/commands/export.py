@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from alloctrace.commands import fail
+from alloctrace.commands import RulesOption, fail
 from tracer.errors import AlloctraceError
 
 
@@ -29,6 +29,7 @@ def export(
         Path | None,
         typer.Option("-o", "--output", help="Where to write (default: stdout; not for parquet)."),
     ] = None,
+    rules: RulesOption = None,
 ) -> None:
     """Write a trace's calls as Parquet, CSV or JSON Lines rows.
 
@@ -51,7 +52,7 @@ def export(
         kind = format_of(output, fmt)
         if output is None and kind == "parquet":
             raise AlloctraceError("--format parquet writes a file: give it with -o FILE")
-        loaded = load(trace)
+        loaded = load(trace, rules or None)
         if output is None:
             (write_csv if kind == "csv" else write_jsonl)(loaded, sys.stdout)
             sys.stdout.flush()

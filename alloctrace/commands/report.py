@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from alloctrace.commands import ColorMode, ColorOption, fail, report_color
+from alloctrace.commands import ColorMode, ColorOption, RulesOption, fail, report_color, ruleset
 from alloctrace.commands.run import FormatOption, ReportOption, emit, summary_of
 from alloctrace.reporters import Format
 from tracer.errors import AlloctraceError
@@ -23,6 +23,7 @@ def report(
     fmt: FormatOption = Format.TEXT,
     output: ReportOption = None,
     color: ColorOption = ColorMode.AUTO,
+    rules: RulesOption = None,
 ) -> None:
     """Explain a recorded trace: who made each memory syscall.
 
@@ -45,7 +46,7 @@ def report(
 
     try:
         text = reporter(fmt, report_color(color, output, to_stderr=False)).render_report(
-            summary_of(trace)
+            summary_of(trace, ruleset(rules))
         )
     except AlloctraceError as exc:
         raise fail(str(exc)) from None

@@ -13,7 +13,15 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from alloctrace.commands import ColorMode, ColorOption, QuietOption, fail, report_color
+from alloctrace.commands import (
+    ColorMode,
+    ColorOption,
+    QuietOption,
+    RulesOption,
+    fail,
+    report_color,
+    ruleset,
+)
 from alloctrace.commands.allocators import AllocatorOption, check_allocator, environment
 from alloctrace.commands.record import PidOption, trace_or_attach
 from alloctrace.reporters import Format
@@ -21,6 +29,7 @@ from alloctrace.status import live_status
 from tracer.errors import AlloctraceError
 
 if TYPE_CHECKING:
+    from analyzers.rules import RuleSet
     from analyzers.summarize import Summary
 
 FormatOption = Annotated[
@@ -33,13 +42,13 @@ ReportOption = Annotated[
 ]
 
 
-def summary_of(trace: str | os.PathLike[str]) -> Summary:
-    """Read, analyze and summarize a trace file."""
+def summary_of(trace: str | os.PathLike[str], rules: RuleSet | None = None) -> Summary:
+    """Read, analyze (with ``rules``, else the defaults) and summarize a trace file."""
     from analyzers.analysis import analyze
     from analyzers.summarize import summarize
     from tracer.traceformat import read_trace
 
-    return summarize(analyze(read_trace(trace)))
+    return summarize(analyze(read_trace(trace), rules))
 
 
 def emit(text: str, report: Path | None, to_stderr: bool) -> None:
@@ -74,6 +83,7 @@ def run(
     pid: PidOption = None,
     color: ColorOption = ColorMode.AUTO,
     quiet: QuietOption = False,
+    rules: RulesOption = None,
 ) -> None:
     """Trace a program and report who made its memory syscalls.
 
@@ -118,7 +128,7 @@ def run(
         typer.echo(f"alloctrace: trace written to {output}", err=True)
     try:
         colored = report_color(color, report, to_stderr=True)
-        text = reporter(fmt, colored).render_report(summary_of(output))
+        text = reporter(fmt, colored).render_report(summary_of(output, ruleset(rules)))
     except AlloctraceError as exc:
         raise fail(str(exc)) from None
     emit(text, report, to_stderr=True)
