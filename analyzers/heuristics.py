@@ -1,4 +1,4 @@
-"""Classification without stacks: the argument signatures of shared/allocators.md, section 11.
+"""Classification without stacks: the argument signatures of the loader and each allocator.
 
 Used for ``--no-stacks`` traces and imported strace logs, and wherever a stack does not decide.
 Each signature is checked in order; sizes alone are weak evidence (counts vary with ASLR,
@@ -117,7 +117,8 @@ def allocator_role(owner: str, event: Syscall) -> str | None:
     """The role of a call inside an allocator library that has no symbols to name it.
 
     Debian ships no debug files for jemalloc, tcmalloc or mimalloc, so their internal frames are
-    nameless; the call's arguments say what it was (shared/allocators.md sections 5-7).
+    nameless; the call's arguments say what it was (jemalloc 5.3.0 pages.c and base.c, mimalloc
+    2.0.9 os.c and segment.c, gperftools 2.10 system-alloc.cc).
     """
     length = event.length or 0
     call = event.syscall
