@@ -33,10 +33,6 @@ class AddressSpace:
         other._regions = list(self._regions)
         return other
 
-    def regions(self) -> list[Region]:
-        """All regions, in address order."""
-        return list(self._regions)
-
     def find(self, addr: int) -> Region | None:
         """The region containing ``addr``."""
         i = bisect.bisect_right(self._starts, addr) - 1
