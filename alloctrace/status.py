@@ -14,8 +14,10 @@ import os
 import threading
 from collections.abc import Callable
 from types import TracebackType
+from typing import TYPE_CHECKING
 
-from tracer.session import Progress
+if TYPE_CHECKING:
+    from tracer.session import Progress
 
 _INTERVAL_S = 0.25
 

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from alloctrace.commands import QuietOption, fail
-from alloctrace.status import live_status
 from tracer.errors import AlloctraceError
-from tracer.recording import attach as attach_process
-from tracer.recording import record as record_program
-from tracer.session import Outcome, TraceOptions
+
+if TYPE_CHECKING:
+    from tracer.session import Outcome, TraceOptions
 
 PidOption = Annotated[
     int | None,
@@ -56,6 +55,8 @@ def record(
         # Attach to a running process; Ctrl-C detaches and leaves it running
         fixtures/build/longrun 3 & alloctrace record --pid $! -o longrun.jsonl
     """
+    from tracer.session import TraceOptions  # the tracer loads when a command needs it
+
     options = TraceOptions(stacks=not no_stacks, stack_depth=stack_depth)
     outcome = trace_or_attach(command or [], pid, output, options, quiet)
     raise typer.Exit(outcome.exit_code)
@@ -69,6 +70,10 @@ def trace_or_attach(
         raise fail("give a program to run or --pid PID to attach to, not both")
     if pid is None and not command:
         raise fail("no program given to trace (give one, or --pid PID to attach to a process)")
+    from alloctrace.status import live_status
+    from tracer.recording import attach as attach_process
+    from tracer.recording import record as record_program
+
     try:
         watch = live_status(not quiet)
         if pid is not None:

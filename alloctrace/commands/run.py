@@ -25,7 +25,6 @@ from alloctrace.commands import (
 from alloctrace.commands.allocators import AllocatorOption, check_allocator, environment
 from alloctrace.commands.record import PidOption, trace_or_attach
 from alloctrace.reporters import Format
-from alloctrace.status import live_status
 from tracer.errors import AlloctraceError
 
 if TYPE_CHECKING:
@@ -103,6 +102,7 @@ def run(
         alloctrace --no-stacks -o ls.jsonl -- ls -l fixtures
     """
     from alloctrace.reporters import reporter
+    from alloctrace.status import live_status
     from tracer.recording import record as record_program
     from tracer.session import TraceOptions
 
