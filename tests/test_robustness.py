@@ -34,6 +34,7 @@ from tracer.errors import AlloctraceError
 from tracer.recording import machine_facts
 from tracer.records import FORMAT_NAME, FORMAT_VERSION, Exec, Exit, Header, Memory, Spawn
 from tracer.session import Session, TraceOptions
+from tracer.stacks import StackTable
 from tracer.traceformat import TraceWriter
 
 ALLOCTRACE = [sys.executable, "-m", "alloctrace"]
@@ -533,10 +534,12 @@ def test_signal_mid_stop_leaves_no_tracee_stopped(
 ) -> None:
     """In-process: alloctrace is interrupted while the loop holds a thread in a syscall stop it
     has taken and not resumed, and while a signal for the program waits in its stop; the program
-    is killed (or detached, and then gets that signal: SIGUSR1 makes longrun finish)."""
+    is killed (or detached, and then gets that signal: SIGUSR1 makes longrun finish). With
+    stacks on, the C loop hands every memory syscall's exit stop to Python unresumed."""
     out = tmp_path / "t.jsonl"
     writer = TraceWriter(out, _header())
-    session = Session(writer, TraceOptions(stacks=False), notify=lambda _message: None)
+    stacks = StackTable(writer)
+    session = Session(writer, TraceOptions(), stacks, notify=lambda _message: None)
     target = None
     if attached:
         target = Target(fixture("longrun"), "60", "3")
@@ -544,7 +547,7 @@ def test_signal_mid_stop_leaves_no_tracee_stopped(
         target.stderr.wait_for("ready=1")
     stops = Counter[str]()
     original_unfiltered = session._on_syscall_stop_unfiltered
-    original_exit = session._on_syscall_exit
+    original_exit = session._record_exit
     original_other = session._on_other_stop
 
     def interrupt_at_stop(kind: str) -> None:
@@ -570,7 +573,7 @@ def test_signal_mid_stop_leaves_no_tracee_stopped(
         original_other(tid, status)
 
     session._on_syscall_stop_unfiltered = unfiltered  # type: ignore[method-assign]
-    session._on_syscall_exit = exit_stop  # type: ignore[method-assign]
+    session._record_exit = exit_stop  # type: ignore[method-assign]
     session._on_other_stop = other  # type: ignore[method-assign]
     with session.handling_signals():
         if target is not None:
@@ -579,6 +582,7 @@ def test_signal_mid_stop_leaves_no_tracee_stopped(
         else:
             pids = (session.spawn([fixture("longrun"), "60", "3"], dict(os.environ)),)
         outcome = session.run()
+    stacks.close()
     assert outcome.footer.outcome == ("detached" if attached else "interrupted")
     assert alloctrace.load(out).complete
     if target is not None:

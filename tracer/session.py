@@ -3,7 +3,9 @@
 One ``waitpid(-1, __WALL)`` loop owns every tracee. With the seccomp filter a traced syscall
 costs two stops: the seccomp stop at entry (nothing read, only the time taken) and the
 syscall-exit stop, where one PTRACE_GETREGS gives the number, the arguments (the kernel keeps
-them) and the result. Everything else (names, classification) happens after the run.
+them) and the result. Those two stops are taken in C (tracer/_fastloop.c, which also writes the
+line of a call that needs nothing more); every other stop is handled here. Everything else
+(names, classification) happens after the run.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from tracer import procfs, seccomp
 from tracer import ptrace_adapter as pt
 from tracer.breakpoints import PhaseBreakpoints
 from tracer.errors import AlloctraceError
+from tracer.fastloop import FastLoop, Returned
 from tracer.programs import file_architecture, resolve_program
 from tracer.records import MEMORY_SYSCALLS, Exec, Exit, Footer, Memory, Phase, Spawn
 from tracer.traceformat import TraceWriteError, TraceWriter
@@ -183,6 +186,7 @@ class Session:
         # While ending the tracees, a trace that cannot be written must not stop the cleanup.
         self._cleaning = False
         self._write_failure: TraceWriteError | None = None
+        self._fast: FastLoop | None = None  # the C loop, in seccomp mode (see _fast_loop)
 
     @property
     def uses_seccomp(self) -> bool:
@@ -268,7 +272,7 @@ class Session:
         finally:
             os.close(err_r)
         self._root = pid
-        self._threads[pid] = _Thread(pid, pid)
+        self._track(pid, pid)
         return pid
 
     def attach(self, pid: int) -> list[int]:
@@ -305,8 +309,8 @@ class Session:
                     seen.add(tid)
                     if procfs.state(tid) in ("Z", "X"):  # a leader that called pthread_exit
                         continue
-                    if pt.seize_thread(tid, _ATTACH_OPTIONS):
-                        self._threads.setdefault(tid, _Thread(tid, pid))
+                    if pt.seize_thread(tid, _ATTACH_OPTIONS) and tid not in self._threads:
+                        self._track(tid, pid)
                         pt.interrupt(tid)
         except BaseException:
             self._detach_all()
@@ -429,7 +433,7 @@ class Session:
                     self._on_gone(tid, status)
                 continue
             for gone in [t for t in self._threads if not procfs.state(t)]:
-                del self._threads[gone]  # vanished without a word (cannot happen; be safe)
+                self._untrack(gone)  # vanished without a word (cannot happen; be safe)
             if not self._threads:
                 strays = procfs.tracees_of(me)
                 if not strays:
@@ -511,7 +515,7 @@ class Session:
     def _detach_one(self, tid: int, sig: int, todo: set[int]) -> None:
         pt.detach(tid, sig)
         todo.discard(tid)
-        self._threads.pop(tid, None)
+        self._untrack(tid)
 
     def _footer(self) -> Footer:
         status = self._root_status
@@ -549,34 +553,63 @@ class Session:
         )
 
     def _loop(self) -> None:
+        if self._seccomp:
+            self._fast_loop()
+        else:
+            self._python_loop()
+
+    def _fast_loop(self) -> None:
+        """Under the seccomp filter: the C loop takes the stops of memory syscalls and writes
+        what it can; the rest comes back here."""
+        fast = self._fast = FastLoop(self._t0, self.stacks is not None, self._regs)
+        for thread in self._threads.values():
+            fast.add(thread.tid, thread.pid)
+        context = fast.context
+        threads = self._threads
+        try:
+            while threads:
+                returned = fast.run(self._seq)
+                self._take_fast_lines(fast)
+                if returned == Returned.EXIT_STOP:
+                    thread = threads[context.tid]  # the C loop only knows our threads
+                    thread.entry_ns = context.entry_ns
+                    self._record_exit(thread)
+                elif returned == Returned.STOP:
+                    status = context.status
+                    if status & 0xFF == 0x7F:  # WIFSTOPPED
+                        self._on_other_stop(context.tid, status)
+                    else:
+                        self._on_gone(context.tid, status)
+                elif returned == Returned.NO_CHILD:
+                    return
+                # FLUSH: lines taken; EINTR: Python's signal handler runs now
+        finally:
+            # An interruption may come between fast.run and taking its lines: keep them.
+            self._take_fast_lines(fast)
+            self._fast = None
+            fast.close()
+
+    def _take_fast_lines(self, fast: FastLoop) -> None:
+        self._seq = fast.context.seq
+        lines = fast.take_lines()
+        if lines:
+            self.writer.write_line(lines)
+
+    def _python_loop(self) -> None:
+        """Without the filter (attached, or refused by the kernel): every syscall stops."""
         waitpid = os.waitpid
         wall = pt.WALL
         threads = self._threads
-        now = time.monotonic_ns
-        t0 = self._t0
-        seccomp_event = signal.SIGTRAP | (pt.PTRACE_EVENT_SECCOMP << 8)
-        resume_to_syscall = pt.resume_to_syscall
-        on_exit_stop = self._on_syscall_exit
         while threads:
             try:
                 tid, status = waitpid(-1, wall)
             except ChildProcessError:
                 return
-            # Hot path first: the two stops of a traced syscall under the seccomp filter.
             if status & 0xFF == 0x7F:  # WIFSTOPPED
-                stop = status >> 8
                 thread = threads.get(tid)
-                if thread is not None:
-                    if stop == _SYSCALL_TRAP:
-                        if self._seccomp:
-                            on_exit_stop(thread)
-                        else:
-                            self._on_syscall_stop_unfiltered(thread)
-                        continue
-                    if stop == seccomp_event:
-                        thread.entry_ns = now() - t0
-                        resume_to_syscall(tid)
-                        continue
+                if thread is not None and status >> 8 == _SYSCALL_TRAP:
+                    self._on_syscall_stop_unfiltered(thread)
+                    continue
                 self._on_other_stop(tid, status)
             else:
                 self._on_gone(tid, status)
@@ -604,20 +637,19 @@ class Session:
             self._resume(thread.tid)
         elif op == pt.SYSCALL_INFO_EXIT and thread.memory:
             thread.memory = 0
-            self._on_syscall_exit(thread)
+            if pt.get_registers(thread.tid, self._regs):
+                self._record_exit(thread)
         else:
             self._resume(thread.tid)
 
-    def _on_syscall_exit(self, thread: _Thread) -> None:
-        """The exit stop of a memory syscall: read registers, write one record, resume.
-
-        The hot function of the tracer (two per traced syscall with the stops): it reads each
-        register once and builds the JSON line by hand, which costs a third of json.dumps.
+    def _record_exit(self, thread: _Thread) -> None:
+        """The exit stop of a memory syscall, its registers in ``self._regs``: write one
+        record, resume. The C loop writes the simple calls itself (tracer/_fastloop.c); this
+        writes those with a path, a name or a stack, and all of them without the filter.
+        It builds the JSON line by hand, which costs a third of json.dumps.
         """
         tid = thread.tid
         regs = self._regs
-        if not pt.get_registers(tid, regs):
-            return
         name = MEMORY_SYSCALLS.get(regs.orig_rax)
         if name is None:  # ptrace (see _on_ptrace), or a bug in the filter: pass it
             if regs.orig_rax == _NR_PTRACE:
@@ -765,9 +797,18 @@ class Session:
         return True
 
     def _adopt(self, tid: int) -> _Thread:
-        pid = procfs.thread_group(tid) or tid
+        return self._track(tid, procfs.thread_group(tid) or tid)
+
+    def _track(self, tid: int, pid: int) -> _Thread:
         thread = self._threads[tid] = _Thread(tid, pid)
+        if self._fast is not None:
+            self._fast.add(tid, pid)
         return thread
+
+    def _untrack(self, tid: int) -> _Thread | None:
+        if self._fast is not None:
+            self._fast.drop(tid)
+        return self._threads.pop(tid, None)
 
     def _on_spawn(self, parent: _Thread, event: int) -> None:
         try:
@@ -799,7 +840,7 @@ class Session:
             return
         pid = thread.pid
         if former != thread.tid:  # a non-leader thread exec'd: it now has the leader's tid
-            self._threads.pop(former, None)
+            self._untrack(former)
         memory = self._memory.pop(pid, None)
         if memory is not None:
             memory.close()
@@ -851,7 +892,7 @@ class Session:
             self._write_event(lambda seq, ts: Memory(seq, ts, thread.pid, mappings))
 
     def _on_gone(self, tid: int, status: int) -> None:
-        thread = self._threads.pop(tid, None)
+        thread = self._untrack(tid)
         if thread is None:
             return
         if os.WIFSIGNALED(status):

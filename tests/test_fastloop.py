@@ -1,0 +1,111 @@
+"""The C loop (tracer/_fastloop.c) writes the same records as the Python loop, and true ones.
+
+syscallmix makes one call of every shape the C code formats (anonymous mmap, failing mmap,
+mprotect, madvise, moving and MREMAP_FIXED mremap, brk, munmap, failing calls) and some it hands
+back to Python (a file mmap, prctl), each reported with its raw arguments and return value.
+Three ways of recording it must all agree with those reports, field by field:
+``--no-stacks`` (the C code writes the simple calls), stacks on (every exit stop comes back to
+Python, which writes the line) and without the seccomp filter (the Python loop alone).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+import alloctrace
+from tests.helpers import fixture, parse_reports
+from tracer.recording import record
+from tracer.records import Syscall
+from tracer.session import TraceOptions
+
+_MODES = {
+    "c-loop": TraceOptions(stacks=False),
+    "c-loop, stacks written by python": TraceOptions(stacks=True),
+    "python loop, no filter": TraceOptions(stacks=False, seccomp=False),
+}
+_MASK = (1 << 64) - 1
+
+
+def _trace(tmp_path: Path, options: TraceOptions) -> tuple[list[Syscall], list[str], str]:
+    out = tmp_path / "t.jsonl"
+    log = tmp_path / "stderr"
+    notes: list[str] = []
+    with log.open("w") as stderr_file:
+        saved = os.dup(2)
+        os.dup2(stderr_file.fileno(), 2)  # the fixture reports on fd 2
+        try:
+            outcome = record([fixture("syscallmix")], out, options, notify=notes.append)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+    assert outcome.exit_code == 0, notes
+    trace = alloctrace.load(out)
+    assert trace.complete
+    lines = [line for line in out.read_text().splitlines() if '"kind":"syscall"' in line]
+    return list(trace.syscalls()), lines, log.read_text()
+
+
+def _expected(report: dict[str, str]) -> dict[str, object]:
+    """The fields a trace record must have for one reported call."""
+    a = [int(report[f"a{i}"]) for i in range(5)]
+    ret = int(report["ret"])
+    call = report["call"]
+    fields: dict[str, object] = {"syscall": call}
+    if ret < 0 and call != "brk":
+        fields["errno"], fields["result"] = -ret, None
+    else:
+        fields["result"], fields["errno"] = ret & _MASK, None
+    if call == "mmap":
+        fd = a[4] - (1 << 64) if a[4] >= 1 << 63 else a[4]
+        fields.update(addr=a[0], length=a[1], prot=a[2], flags=a[3], fd=fd, offset=0)
+    elif call in ("munmap", "mprotect", "madvise"):
+        fields.update(addr=a[0], length=a[1])
+        if call == "mprotect":
+            fields["prot"] = a[2]
+        if call == "madvise":
+            fields["advice"] = a[2]
+    elif call == "mremap":
+        fields.update(addr=a[0], length=a[1], new_length=a[2], flags=a[3])
+        if a[3] & 2:  # MREMAP_FIXED
+            fields["new_addr"] = a[4]
+    elif call == "brk":
+        fields["addr"] = a[0]
+    elif call == "prctl":
+        fields.update(addr=a[2], length=a[3])
+    return fields
+
+
+@pytest.mark.parametrize("mode", list(_MODES))
+def test_every_call_shape_is_recorded_exactly(tmp_path: Path, mode: str) -> None:
+    syscalls, _lines, stderr = _trace(tmp_path, _MODES[mode])
+    reports = parse_reports(stderr, "syscallmix")
+    assert len(reports) == 15
+    pid = max(e.pid for e in syscalls)
+    # The fixture's calls are its last 15 memory syscalls (the loader's and libc's come first).
+    mine = [e for e in syscalls if e.pid == pid][-15:]
+    for report, event in zip(reports, mine, strict=True):
+        expected = _expected(report)
+        got = {key: getattr(event, key) for key in expected}
+        assert got == expected, report
+    file_map = mine[2]
+    assert file_map.path == str(Path(fixture("syscallmix")).resolve())
+
+
+def test_the_c_loop_writes_lines_the_python_loop_would(tmp_path: Path) -> None:
+    """Same keys in the same order for every syscall shape, whichever loop wrote the line."""
+    shapes: dict[str, dict[tuple[str, bool], list[str]]] = {}
+    for mode, options in _MODES.items():
+        (tmp_path / mode).mkdir()
+        _syscalls, lines, _stderr = _trace(tmp_path / mode, options)
+        found = shapes.setdefault(mode, {})
+        for line in lines:
+            obj = json.loads(line)
+            obj.pop("stack", None)
+            found.setdefault((obj["syscall"], "errno" in obj), list(obj))
+    c_loop, python = shapes["c-loop"], shapes["python loop, no filter"]
+    assert c_loop == python
+    assert len(c_loop) >= 8  # mmap, munmap, mprotect, madvise, mremap, brk, prctl + failures

@@ -1,0 +1,143 @@
+"""The C half of the recording loop (tracer/_fastloop.c), loaded with ctypes.
+
+tracer.session hands the waiting to :class:`FastLoop`: the C code takes the two stops of each
+traced memory syscall itself and writes the trace line of a call that needs nothing from Python
+(an anonymous mmap, munmap, mprotect, madvise, brk, mremap). Every other stop comes back to
+Python, as ``waitpid`` would have returned it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import enum
+import functools
+import importlib.machinery
+from pathlib import Path
+
+from tracer import ptrace_adapter as pt
+from tracer.errors import AlloctraceError
+
+# Lines written between two returns to Python; the loop returns when less than 512 bytes are
+# left (and every 50 ms), so a full buffer holds about 5,000 calls.
+_BUFFER_BYTES = 1 << 20
+
+
+class Returned(enum.IntEnum):
+    """Why fast_run came back (the FAST_* values of _fastloop.c)."""
+
+    STOP = 0  # a stop (or death) for Python: ``tid`` and ``status`` as waitpid gave them
+    EXIT_STOP = 1  # a memory syscall's exit stop: ``registers`` filled, ``entry_ns`` set
+    FLUSH = 2  # the buffer is full or 50 ms went by: take the lines
+    NO_CHILD = 3  # waitpid: no tracee left (ECHILD)
+    EINTR = 4  # waitpid was interrupted by a signal for alloctrace itself
+
+
+class _Context(ctypes.Structure):
+    _fields_ = (
+        ("t0", ctypes.c_int64),
+        ("stacks", ctypes.c_int32),
+        ("tid", ctypes.c_int32),
+        ("status", ctypes.c_int32),
+        ("error", ctypes.c_int32),
+        ("entry_ns", ctypes.c_int64),
+        ("seq", ctypes.c_uint64),
+        ("buf", ctypes.c_void_p),
+        ("cap", ctypes.c_uint64),
+        ("used", ctypes.c_uint64),
+        ("regs", ctypes.POINTER(pt.Registers)),
+    )
+    t0: int
+    stacks: int
+    tid: int
+    status: int
+    error: int
+    entry_ns: int
+    seq: int
+    buf: int
+    cap: int
+    used: int
+
+
+def _library_path() -> Path:
+    here = Path(__file__).parent
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+        candidate = here / f"_fastloop{suffix}"
+        if candidate.exists():
+            return candidate
+    raise AlloctraceError(
+        f"tracer/_fastloop.c is not built in {here}: reinstall alloctrace "
+        "(`make setup`, or `pip install -e .` in the repository)"
+    )
+
+
+@functools.cache
+def _library() -> ctypes.CDLL:
+    lib = ctypes.CDLL(str(_library_path()))
+    lib.fast_new.restype = ctypes.c_void_p
+    lib.fast_new.argtypes = (ctypes.c_int32,)
+    lib.fast_free.argtypes = (ctypes.c_void_p,)
+    lib.fast_add.argtypes = (ctypes.c_void_p, ctypes.c_int32, ctypes.c_int32)
+    lib.fast_drop.argtypes = (ctypes.c_void_p, ctypes.c_int32)
+    lib.fast_run.argtypes = (ctypes.c_void_p, ctypes.POINTER(_Context))
+    lib.fast_run.restype = ctypes.c_int
+    lib.fast_watch_signals.restype = None
+    lib.fast_unwatch_signals.restype = None
+    return lib
+
+
+def _pid_max() -> int:
+    try:
+        return int(Path("/proc/sys/kernel/pid_max").read_text()) + 1
+    except (OSError, ValueError):
+        return (1 << 22) + 1  # the kernel's PID_MAX_LIMIT on 64-bit
+
+
+class FastLoop:
+    """One session's C loop: its thread table, its line buffer and the registers it fills."""
+
+    def __init__(self, t0: int, stacks: bool, registers: pt.Registers) -> None:
+        lib = _library()
+        table = lib.fast_new(_pid_max())
+        if not table:
+            raise MemoryError("alloctrace: no memory for the thread table")
+        self._lib = lib
+        self._table: int | None = table
+        self._buffer = ctypes.create_string_buffer(_BUFFER_BYTES)
+        self.context = _Context(
+            t0=t0,
+            stacks=int(stacks),
+            buf=ctypes.addressof(self._buffer),
+            cap=_BUFFER_BYTES,
+            regs=ctypes.pointer(registers),
+        )
+        self._context_ref = ctypes.byref(self.context)
+        lib.fast_watch_signals()
+
+    def add(self, tid: int, pid: int) -> None:
+        """Trace ``tid`` (a thread of process ``pid``) in the C loop."""
+        self._lib.fast_add(self._table, tid, pid)
+
+    def drop(self, tid: int) -> None:
+        """``tid`` is gone: its stops go to Python (and a reused tid starts clean)."""
+        self._lib.fast_drop(self._table, tid)
+
+    def run(self, seq: int) -> int:
+        """Wait and handle stops until one needs Python; ``seq`` is the last sequence number.
+        Returns a :class:`Returned` value (a plain int: an enum call per stop costs 1 us)."""
+        self.context.seq = seq
+        return int(self._lib.fast_run(self._table, self._context_ref))
+
+    def take_lines(self) -> str:
+        """The trace lines written since the last call, without the final newline."""
+        used = self.context.used
+        if not used:
+            return ""
+        self.context.used = 0
+        return ctypes.string_at(self._buffer, used - 1).decode()
+
+    def close(self) -> None:
+        """Free the thread table, put Python's signal handlers back in front."""
+        if self._table is not None:
+            self._lib.fast_unwatch_signals()
+            self._lib.fast_free(self._table)
+            self._table = None
