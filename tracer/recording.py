@@ -10,6 +10,7 @@ import re
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tracer import procfs
 from tracer.errors import AlloctraceError
@@ -22,8 +23,10 @@ from tracer.session import (
     TraceOptions,
     print_note,
 )
-from tracer.stacks import StackTable
 from tracer.traceformat import TraceWriter
+
+if TYPE_CHECKING:
+    from tracer.stacks import StackTable
 
 TRACER_VERSION = "0.1.0"
 
@@ -33,6 +36,13 @@ _ALLOCATOR_ENV = re.compile(
     r"^(LD_PRELOAD|LD_LIBRARY_PATH|LD_BIND_NOW|GLIBC_TUNABLES|MALLOC_.*|(JE_)?MALLOC_CONF|"
     r"TCMALLOC_.*|MIMALLOC_.*|PYTHONMALLOC)$"
 )
+
+
+def _stack_table(writer: TraceWriter, depth: int) -> StackTable:
+    """The unwinder, loaded only when stacks are recorded (--no-stacks skips its imports)."""
+    from tracer.stacks import StackTable
+
+    return StackTable(writer, depth)
 
 
 def _read_first_line(path: str) -> str:
@@ -117,7 +127,7 @@ def record(
     writer = TraceWriter(output, header)
     table: StackTable | None = None
     if stacks is None and options.stacks:
-        stacks = table = StackTable(writer, options.stack_depth)
+        stacks = table = _stack_table(writer, options.stack_depth)
     session = Session(writer, options, stacks, notify)
     try:
         with session.handling_signals():
@@ -164,7 +174,7 @@ def attach(
     writer = TraceWriter(output, header)
     table: StackTable | None = None
     if stacks is None and options.stacks:
-        stacks = table = StackTable(writer, options.stack_depth)
+        stacks = table = _stack_table(writer, options.stack_depth)
     session = Session(
         writer, dataclasses.replace(options, seccomp=False, phases=False), stacks, notify
     )
