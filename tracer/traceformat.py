@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
+import itertools
 import json
 import os
 import tempfile
@@ -282,24 +284,25 @@ def _frames(value: Any) -> tuple[Frame, ...]:
     return tuple(out)
 
 
-_MAPPING_TYPES = {
-    f.name: _scalar_types(hint)
-    for f, hint in zip(
-        dataclasses.fields(Mapping), typing.get_type_hints(Mapping).values(), strict=True
-    )
-}
+# The type tables below are built on the first read (functools.cache): typing.get_type_hints
+# costs milliseconds, and the tracer, which only writes traces, imports this module at start-up.
+@functools.cache
+def _mapping_types() -> dict[str, frozenset[type] | None]:
+    hints = typing.get_type_hints(Mapping)
+    return {f.name: _scalar_types(hints[f.name]) for f in dataclasses.fields(Mapping)}
 
 
 def _mappings(value: Any) -> tuple[Mapping, ...]:
     if type(value) is not list:
         raise ValueError(f"must be a list of mappings, not {_describe(value)}")
     out = []
+    types_of = _mapping_types()
     for item in value:
         if type(item) is not dict:
             raise ValueError(f"a mapping must be an object, not {_describe(item)}")
         args = {}
         for key, v in item.items():
-            allowed = _MAPPING_TYPES.get(key)
+            allowed = types_of.get(key)
             if allowed is None:
                 continue  # a field added later
             if type(v) not in allowed:
@@ -318,7 +321,9 @@ _COMPOSITES: dict[Any, _Convert] = {
 }
 
 
-def _field_rules(cls: type[Any]) -> tuple[dict[str, frozenset[type]], dict[str, _Convert]]:
+@functools.cache
+def _field_rules(kind: str) -> tuple[dict[str, frozenset[type]], dict[str, _Convert]]:
+    cls = _RECORD_TYPES[kind]
     hints = typing.get_type_hints(cls)
     scalars: dict[str, frozenset[type]] = {}
     composites: dict[str, _Convert] = {}
@@ -331,13 +336,10 @@ def _field_rules(cls: type[Any]) -> tuple[dict[str, frozenset[type]], dict[str, 
     return scalars, composites
 
 
-_RULES = {kind: _field_rules(cls) for kind, cls in _RECORD_TYPES.items()}
-
-
 def _build(kind: str, obj: dict[str, Any]) -> Record:
     """The record of one JSON object; ValueError or TypeError (naming the field) when a field
     has the wrong JSON type or a required one is missing. Unknown fields are skipped."""
-    scalars, composites = _RULES[kind]
+    scalars, composites = _field_rules(kind)
     args: dict[str, Any] = {}
     for key, value in obj.items():
         allowed = scalars.get(key)
@@ -362,8 +364,7 @@ def _upgrade(version: int, obj: dict[str, Any]) -> dict[str, Any]:
     return obj
 
 
-# Lines are decoded in batches: one json.loads of "[line,line,...]" per batch costs a third of
-# one call per line. A batch that fails is decoded again line by line for a precise error.
+# Lines are read in batches of about this many bytes.
 _BATCH_BYTES = 1 << 22
 
 
@@ -403,67 +404,86 @@ def _text(name: str, lineno: int, raw: bytes) -> str:
 
 
 def _read_batch(data: TraceData, name: str, lineno: int, lines: list[bytes]) -> None:
-    """Records of ``lines`` (which follow line ``lineno``), decoded in one go when possible."""
-    if not lines:
-        return
-    objects: Any = None
-    if lines[-1].endswith(b"\n"):
-        try:
-            objects = json.loads(b"[" + b",".join(lines) + b"]")
-        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
-            objects = None
-    if not isinstance(objects, list) or len(objects) != len(lines):
-        for offset, raw in enumerate(lines, start=1):
-            line = _text(name, lineno + offset, raw)
-            _read_line(data, name, lineno + offset, line, data.header.version)
-        return
+    """Records of ``lines`` (which follow line ``lineno``): runs of syscall lines in one go."""
     version = data.header.version
-    fast = version == FORMAT_VERSION  # older versions go through _upgrade
-    append = data.events.append
-    for offset, obj in enumerate(objects, start=1):
-        if data.footer is not None:
-            raise TraceFormatError(name, lineno + offset, "records after the footer")
-        record = _fast_syscall(obj) if fast and type(obj) is dict else None
-        if record is not None:
-            append(record)
+    # Syscall lines are nearly every line of a big trace; older versions go through _upgrade.
+    is_call = (
+        list(map(bytes.startswith, lines, itertools.repeat(_SYSCALL_PREFIX)))
+        if version == FORMAT_VERSION
+        else [False] * len(lines)
+    )
+    if lines and not lines[-1].endswith(b"\n"):
+        is_call[-1] = False  # cut short: the line-by-line path says so
+    i = 0
+    while i < len(lines):
+        if is_call[i]:
+            try:
+                end = is_call.index(False, i)  # a scan in C, not a loop over lines
+            except ValueError:
+                end = len(lines)
+            _read_syscalls(data, name, lineno + i, lines[i:end])
+            i = end
         else:
-            _add_record(data, name, lineno + offset, obj, version)
+            _read_line(data, name, lineno + i + 1, _text(name, lineno + i + 1, lines[i]), version)
+            i += 1
 
 
-_SYSCALL_TEXT = frozenset({"kind", "syscall", "path", "name"})
-_SYSCALL_FIELDS = frozenset(f.name for f in dataclasses.fields(Syscall)) | {"kind"}
-# Field order of a syscall line -> the JSON type each field must have (str or int), learnt per
-# layout: a line is checked with one tuple comparison instead of a loop over its fields.
-_LAYOUTS: dict[tuple[str, ...], tuple[type, ...] | None] = {}
+# How the writer starts every syscall line (record_to_dict puts ``kind`` first, and so does the
+# tracer's hand-encoded hot path).
+_SYSCALL_PREFIX = b'{"kind":"syscall",'
 
 
-def _layout(keys: tuple[str, ...]) -> tuple[type, ...] | None:
-    if not set(keys) <= _SYSCALL_FIELDS:
-        return None  # a field this reader does not know: the general path skips it
-    return tuple(str if key in _SYSCALL_TEXT else int for key in keys)
+@functools.cache
+def _syscall_decoder() -> Callable[[bytes], list[Syscall]]:
+    """The syscall records of a JSON list of syscall objects, decoded by msgspec.
+
+    msgspec decodes into Structs laid out as Syscall: it checks every JSON type as strictly as
+    _build (no float or bool for an int), ignores unknown fields, takes the last of repeated
+    keys and rejects a ``kind`` other than "syscall", so what it accepts reads as on the
+    checking path. Imported on the first read: the tracer, which only writes, never loads it.
+    """
+    import msgspec
+
+    hints = typing.get_type_hints(Syscall)
+    line = msgspec.defstruct(
+        "SyscallLine",
+        [
+            (f.name, hints[f.name])
+            if f.default is dataclasses.MISSING
+            else (f.name, hints[f.name], f.default)
+            for f in dataclasses.fields(Syscall)
+        ],
+        tag_field="kind",
+        tag="syscall",
+        gc=False,  # holds no containers: nothing for the cycle collector to follow
+    )
+    decode = msgspec.json.Decoder(types.GenericAlias(list, (line,))).decode
+    astuple = msgspec.structs.astuple
+
+    def syscalls(raw: bytes) -> list[Syscall]:
+        # The Struct's fields are Syscall's, in order: astuple (in C) and the positional
+        # __init__ build each record without a Python-level loop over its fields.
+        return list(itertools.starmap(Syscall, map(astuple, decode(raw))))
+
+    return syscalls
 
 
-def _fast_syscall(obj: dict[str, Any]) -> Syscall | None:
-    """A syscall record whose every field has its usual type (almost all of them), or None
-    to take the general path, which checks and explains."""
-    if obj.get("kind") != "syscall":
-        return None
-    keys = tuple(obj)
-    expected = _LAYOUTS.get(keys)
-    if expected is None:
-        if keys in _LAYOUTS:
-            return None
-        expected = _LAYOUTS[keys] = _layout(keys)
-        if expected is None:
-            return None
-    if tuple(map(type, obj.values())) != expected:
-        return None
-    del obj["kind"]
+def _read_syscalls(data: TraceData, name: str, lineno: int, lines: list[bytes]) -> None:
+    """Syscall records of ``lines`` (following line ``lineno``), decoded with one msgspec call;
+    line by line on the checking path when that fails, for the error or for the odd line that
+    only the checking path takes (a lone surrogate in a path)."""
+    if data.footer is not None:
+        raise TraceFormatError(name, lineno + 1, "records after the footer")
     try:
-        return Syscall(**obj)
-    except TypeError:  # a required field is missing
-        obj["kind"] = "syscall"
-        return None
+        calls = _syscall_decoder()(b"[" + b",".join(lines) + b"]")
+    except (ValueError, RecursionError):  # msgspec.DecodeError and UnicodeDecodeError too
+        calls = None
+    if calls is not None and len(calls) == len(lines):  # each line held one object
+        data.events.extend(calls)
+        return
+    for offset, raw in enumerate(lines, start=1):
+        line = _text(name, lineno + offset, raw)
+        _read_line(data, name, lineno + offset, line, data.header.version)
 
 
 def _read_header(name: str, line: str) -> Header:
