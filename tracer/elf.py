@@ -1,15 +1,12 @@
-"""Cached ELF access: build-id, load layout, call-frame information, symbols.
+"""Cached ELF access with pyelftools: build-id, load layout, call-frame information, symbols.
 
 One ``ElfObject`` per file, cached by build-id (or path, inode and mtime when the file has none)
 in bounded caches, so every process that maps libc shares one parse. Everything is lazy:
-opening reads the ELF, program and section headers only (with ``struct``); call-frame
-information is found through ``.eh_frame_hdr`` by bisection and one FDE is decoded, with
-pyelftools, when a pc first needs it (pyelftools 0.32 decodes a single entry in tens of
-microseconds, the whole of libc's CFI in 20+ ms); symbols, notes, the GNU hash table and
-``.dynamic`` are read with ``struct`` too. pyelftools' DWARF side (tens of milliseconds to
-import) is imported on the first CFI lookup only, so recording without stacks never loads it.
-pyelftools is pinned to 0.32: 0.33 raises on ``DW_CFA_GNU_args_size`` (docs/how-it-works.md,
-"Call stacks").
+opening reads the ELF and program headers only; call-frame information is found through
+``.eh_frame_hdr`` by bisection and one FDE is decoded when a pc first needs it (pyelftools
+0.32 decodes a single entry in tens of microseconds, the whole of libc's CFI in 20+ ms);
+symbols are read with ``struct`` straight from ``.symtab``/``.dynsym``. pyelftools is pinned to
+0.32: 0.33 raises on ``DW_CFA_GNU_args_size`` (docs/how-it-works.md, "Call stacks").
 """
 
 from __future__ import annotations
@@ -23,9 +20,19 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Final
 
-# Only pyelftools' exception classes at import (a few small modules); its DWARF side loads on
-# the first CFI lookup (_dwarf()).
 from elftools.common.exceptions import ELFError
+from elftools.dwarf import callframe as _callframe
+from elftools.dwarf import dwarf_expr as _dwarf_expr
+from elftools.dwarf import structs as _dwarf_structs
+from elftools.elf import elffile as _elffile
+
+# pyelftools is only partly annotated: its objects are handled as Any behind this module.
+FDE: Any = _callframe.FDE
+CallFrameInfo: Any = _callframe.CallFrameInfo
+RegisterRule: Any = _callframe.RegisterRule
+DWARFExprParser: Any = _dwarf_expr.DWARFExprParser
+DWARFStructs: Any = _dwarf_structs.DWARFStructs
+ELFFile: Any = _elffile.ELFFile
 
 # DWARF register numbers on x86-64 (System V psABI, figure 3.36).
 RBX: Final = 3
@@ -53,29 +60,14 @@ RULE_EXPRESSION: Final = 3  # saved at the address the expression computes
 RULE_VAL_EXPRESSION: Final = 4  # is what the expression computes
 RULE_UNDEFINED: Final = 5  # not recoverable (for the return address: outermost frame)
 
-# ELF structures (ELF-64, little-endian: the only kind opened) and constants (elf(5)).
-_EHDR = struct.Struct("<16sHHIQQQIHHHHHH")  # Elf64_Ehdr
-_PHDR = struct.Struct("<IIQQQQQQ")  # Elf64_Phdr
-_SHDR = struct.Struct("<IIQQQQIIQQ")  # Elf64_Shdr
-_CHDR = struct.Struct("<IIQQ")  # Elf64_Chdr
-_NHDR = struct.Struct("<III")  # Elf64_Nhdr
-_DYN = struct.Struct("<qQ")  # Elf64_Dyn
-_GNU_HASH = struct.Struct("<IIII")  # nbuckets, symoffset, bloom_size, bloom_shift
-_E_TYPES: Final = {0: "ET_NONE", 1: "ET_REL", 2: "ET_EXEC", 3: "ET_DYN", 4: "ET_CORE"}
-_PT_LOAD: Final = 1
-_PT_INTERP: Final = 3
-_SHT_SYMTAB: Final = 2
-_SHT_DYNAMIC: Final = 6
-_SHT_NOTE: Final = 7
-_SHT_NOBITS: Final = 8
-_SHT_DYNSYM: Final = 11
-_SHT_GNU_HASH: Final = 0x6FFFFFF6
-_SHF_COMPRESSED: Final = 0x800
-_ELFCOMPRESS_ZLIB: Final = 1
-_NT_GNU_BUILD_ID: Final = 3
-_DT_NULL: Final = 0
-_DT_NEEDED: Final = 1
-_DT_SONAME: Final = 14
+_RULE_TYPES: Final = {
+    RegisterRule.OFFSET: RULE_OFFSET,
+    RegisterRule.VAL_OFFSET: RULE_VAL_OFFSET,
+    RegisterRule.REGISTER: RULE_REGISTER,
+    RegisterRule.EXPRESSION: RULE_EXPRESSION,
+    RegisterRule.VAL_EXPRESSION: RULE_VAL_EXPRESSION,
+    RegisterRule.UNDEFINED: RULE_UNDEFINED,
+}
 
 # A DWARF expression compiled to (operation name, arguments) pairs (see tracer.unwind).
 Expression = tuple[tuple[str, tuple[int, ...]], ...]
@@ -128,57 +120,7 @@ class FunctionSymbols:
 
 
 _NO_ROW: Final = CfiRow(0, 0, None, None, (), False)  # placeholder meaning "no CFI here"
-
-
-class _Dwarf:
-    """pyelftools' DWARF side, imported on first use (pyelftools is only partly annotated: its
-    objects are handled as Any behind this module)."""
-
-    def __init__(self) -> None:
-        from elftools.dwarf import callframe, dwarf_expr, structs
-
-        rule: Any = callframe.RegisterRule
-        self.FDE: Any = callframe.FDE
-        self.CallFrameInfo: Any = callframe.CallFrameInfo
-        self.DWARFExprParser: Any = dwarf_expr.DWARFExprParser
-        make_structs: Any = structs.DWARFStructs
-        self.structs: Any = make_structs(little_endian=True, dwarf_format=32, address_size=8)
-        self.rule_types: dict[Any, int] = {
-            rule.OFFSET: RULE_OFFSET,
-            rule.VAL_OFFSET: RULE_VAL_OFFSET,
-            rule.REGISTER: RULE_REGISTER,
-            rule.EXPRESSION: RULE_EXPRESSION,
-            rule.VAL_EXPRESSION: RULE_VAL_EXPRESSION,
-            rule.UNDEFINED: RULE_UNDEFINED,
-        }
-
-
-_DWARF: _Dwarf | None = None
-
-
-def _dwarf() -> _Dwarf:
-    global _DWARF  # noqa: PLW0603 - a lazily loaded module-wide singleton
-    if _DWARF is None:
-        _DWARF = _Dwarf()
-    return _DWARF
-
-
-def _cstring(data: bytes, offset: int) -> str:
-    """The NUL-terminated string at ``offset`` of ``data`` (latin-1, as pyelftools reads names)."""
-    end = data.find(b"\0", offset)
-    return data[offset : end if end >= 0 else len(data)].decode("latin-1")
-
-
-class _Section:
-    """One section header, with its name."""
-
-    __slots__ = ("addr", "flags", "link", "name", "name_at", "offset", "size", "type")
-
-    def __init__(self, fields: tuple[int, ...]) -> None:
-        self.name_at, self.type, self.flags, self.addr, self.offset, self.size, self.link = fields[
-            :7
-        ]
-        self.name = ""
+_STRUCTS: Any = DWARFStructs(little_endian=True, dwarf_format=32, address_size=8)
 
 
 class _CfiSource:
@@ -194,9 +136,8 @@ class _CfiSource:
         if index is None:
             entries: dict[int, Any] = {}
             pairs: list[tuple[int, int]] = []
-            fde_type = _dwarf().FDE
             for entry in cfi.get_entries():
-                if isinstance(entry, fde_type):
+                if isinstance(entry, FDE):
                     entries[entry.offset] = entry
                     pairs.append((entry["initial_location"], entry.offset))
             pairs.sort()
@@ -215,7 +156,7 @@ class _CfiSource:
             if self.entries is not None
             else self.cfi._parse_entry_at(offset)
         )
-        if not isinstance(fde, _dwarf().FDE):
+        if not isinstance(fde, FDE):
             return None
         start = fde["initial_location"]
         return fde if start <= vaddr < start + fde["address_range"] else None
@@ -227,90 +168,30 @@ class ElfObject:
     def __init__(self, path: str, data: BinaryIO) -> None:
         self.path = path
         self._stream = data
-        header = _EHDR.unpack(self._read(0, _EHDR.size))
-        ident, e_type, _machine, _version, entry, phoff, shoff = header[:7]
-        phentsize, phnum, shentsize, shnum, shstrndx = header[9:]
-        if ident[:4] != b"\x7fELF" or ident[4] not in (1, 2) or ident[5] not in (1, 2):
-            raise ELFError("not an ELF object")
-        if ident[4] != 2 or ident[5] != 1:
+        self._elf: Any = ELFFile(data)
+        if self._elf.elfclass != 64 or not self._elf.little_endian:
             raise ELFError("not a 64-bit little-endian ELF object")
-        self.e_type: str = _E_TYPES.get(e_type, str(e_type))
-        self._entry: int = entry
-        self._phdrs = [
-            _PHDR.unpack(self._read(phoff + i * phentsize, _PHDR.size)) for i in range(phnum)
-        ]
+        self.e_type: str = self._elf["e_type"]
         self.segments: tuple[Segment, ...] = tuple(
-            Segment(vaddr, offset, filesz, memsz, flags)
-            for kind, flags, offset, vaddr, _paddr, filesz, memsz, _align in self._phdrs
-            if kind == _PT_LOAD
+            Segment(s["p_vaddr"], s["p_offset"], s["p_filesz"], s["p_memsz"], s["p_flags"])
+            for s in self._elf.iter_segments()
+            if s["p_type"] == "PT_LOAD"
         )
-        self._sections = self._read_sections(shoff, shentsize, shnum, shstrndx)
-        # By name; of two sections with one name, the last (as pyelftools does).
-        self._by_name = {section.name: section for section in self._sections}
         self.build_id = self._read_build_id()
         self._rows: dict[int, CfiRow] = {}
         self._cfi_sources: list[_CfiSource] | None = None
         self._symbols: FunctionSymbols | None = None
-        self._expr_parser: Any = None
-
-    # -- headers ----------------------------------------------------------------------------
-
-    def _read(self, offset: int, size: int) -> bytes:
-        self._stream.seek(offset)
-        return self._stream.read(size)
-
-    def _read_sections(
-        self, shoff: int, shentsize: int, shnum: int, shstrndx: int
-    ) -> list[_Section]:
-        if shoff == 0:
-            return []
-        first = _SHDR.unpack(self._read(shoff, _SHDR.size))
-        if shnum == 0:  # more than 0xff00 sections: the count is in section 0
-            shnum = first[5]
-        if shstrndx == 0xFFFF:  # SHN_XINDEX: the index is in section 0's sh_link
-            shstrndx = first[6]
-        sections = [
-            _Section(_SHDR.unpack(self._read(shoff + i * shentsize, _SHDR.size)))
-            for i in range(shnum)
-        ]
-        if 0 < shstrndx < len(sections):
-            names = self._section_bytes(sections[shstrndx])
-            for section in sections:
-                section.name = _cstring(names, section.name_at)
-        return sections
-
-    def _section_bytes(self, section: _Section) -> bytes:
-        """A section's contents, decompressed (zlib) when SHF_COMPRESSED; b"" for NOBITS."""
-        if section.type == _SHT_NOBITS:
-            return b""
-        raw = self._read(section.offset, section.size)
-        if not section.flags & _SHF_COMPRESSED:
-            return raw
-        kind, _reserved, size, _align = _CHDR.unpack_from(raw)
-        if kind != _ELFCOMPRESS_ZLIB:
-            raise ELFError(f"unknown compression type: {kind:#x}")
-        import zlib
-
-        data: bytes = zlib.decompressobj().decompress(raw[_CHDR.size :], size)
-        return data
+        self._expr_parser: Any = DWARFExprParser(_STRUCTS)
 
     # -- identity and layout ----------------------------------------------------------------
 
     def _read_build_id(self) -> str | None:
-        for section in self._sections:
-            if section.type != _SHT_NOTE:
+        for section in self._elf.iter_sections():
+            if section["sh_type"] != "SHT_NOTE":
                 continue
-            data = self._read(section.offset, section.size)
-            offset = 0
-            while offset + _NHDR.size < len(data):
-                namesz, descsz, kind = _NHDR.unpack_from(data, offset)
-                offset += _NHDR.size
-                name = _cstring(data[offset : offset + namesz], 0) if namesz else None
-                offset += (namesz + 3) & ~3
-                desc = data[offset : offset + descsz]
-                offset += (descsz + 3) & ~3
-                if kind == _NT_GNU_BUILD_ID and name == "GNU":
-                    return desc.hex()
+            for note in section.iter_notes():
+                if note["n_type"] == "NT_GNU_BUILD_ID":
+                    return str(note["n_desc"])
         return None
 
     def bias_for(self, addr: int, offset: int) -> int:
@@ -338,100 +219,51 @@ class ElfObject:
 
     def section_data(self, name: str) -> bytes | None:
         """The bytes of section ``name`` (None when absent or without file contents)."""
-        section = self._by_name.get(name)
-        if section is None or section.type == _SHT_NOBITS:
+        section = self._elf.get_section_by_name(name)
+        if section is None or section["sh_type"] == "SHT_NOBITS":
             return None
-        return self._section_bytes(section)
+        data: bytes = section.data()
+        return data
 
     @property
     def entry(self) -> int:
         """The ELF entry point (a virtual address; add the load bias)."""
-        return self._entry
+        return int(self._elf["e_entry"])
 
     @property
     def interpreter(self) -> str | None:
         """PT_INTERP: the dynamic loader the kernel maps with this program (None: static)."""
-        for kind, _flags, offset, _vaddr, _paddr, filesz, _memsz, _align in self._phdrs:
-            if kind == _PT_INTERP:
-                path = self._read(offset, max(filesz, 4096))
-                return path.split(b"\0", 1)[0].decode()
+        for segment in self._elf.iter_segments():
+            if segment["p_type"] == "PT_INTERP":
+                return str(segment.get_interp_name())
         return None
 
     def symbol_address(self, name: str) -> int | None:
         """The address of function ``name``: by the GNU hash table for exported symbols (no
         scan of the whole symbol table: 7 ms instead of 55 ms for libc), else by the symbols."""
-        table = self._by_name.get(".gnu.hash")
-        if table is not None and table.type == _SHT_GNU_HASH:
-            value = self._gnu_hash_lookup(table, name)
-            if value:
-                return value
+        table = self._elf.get_section_by_name(".gnu.hash")
+        if table is not None and hasattr(table, "get_symbol"):
+            symbol = table.get_symbol(name)
+            if symbol is not None and symbol["st_value"]:
+                return int(symbol["st_value"])
         symbols = self.function_symbols()
         try:
             return symbols.starts[symbols.names.index(name)]
         except ValueError:
             return None
 
-    def _gnu_hash_lookup(self, table: _Section, name: str) -> int | None:
-        """st_value of the dynamic symbol ``name`` by the GNU hash table (its bloom filter,
-        bucket and chain), or None; the table's layout is in the binutils and glibc sources
-        (bfd/elflink.c, elf/dl-lookup.c)."""
-        if not 0 < table.link < len(self._sections):
-            return None
-        data = self._read(table.offset, table.size)
-        nbuckets, symoffset, bloom_size, bloom_shift = _GNU_HASH.unpack_from(data)
-        if nbuckets == 0 or bloom_size == 0:
-            return None
-        key = name.encode()
-        h = 5381
-        for c in key:
-            h = h * 33 + c
-        h &= 0xFFFFFFFF
-        (word,) = struct.unpack_from("<Q", data, 16 + 8 * ((h // 64) % bloom_size))
-        mask = (1 << (h % 64)) | (1 << ((h >> bloom_shift) % 64))
-        if word & mask != mask:
-            return None
-        buckets_at = 16 + 8 * bloom_size
-        chain_at = buckets_at + 4 * nbuckets
-        (index,) = struct.unpack_from("<I", data, buckets_at + 4 * (h % nbuckets))
-        if index < symoffset:
-            return None
-        dynsym = self._sections[table.link]
-        if not 0 < dynsym.link < len(self._sections):
-            return None
-        strtab = self._sections[dynsym.link]
-        while True:
-            (chained,) = struct.unpack_from("<I", data, chain_at + 4 * (index - symoffset))
-            if chained | 1 == h | 1:
-                st_name, *_rest, value, _size = _SYM.unpack(
-                    self._read(dynsym.offset + index * _SYM.size, _SYM.size)
-                )
-                raw = self._read(strtab.offset + st_name, len(key) + 1)
-                if raw == key + b"\0":
-                    return int(value)
-            if chained & 1:
-                return None
-            index += 1
-
     def dynamic(self) -> tuple[str | None, tuple[str, ...]]:
         """DT_SONAME and the DT_NEEDED names, in the order the loader reads them."""
-        section = self._by_name.get(".dynamic")
-        if section is None or section.type != _SHT_DYNAMIC:
+        section = self._elf.get_section_by_name(".dynamic")
+        if section is None or not hasattr(section, "iter_tags"):
             return None, ()
-        strings = (
-            self._section_bytes(self._sections[section.link])
-            if 0 < section.link < len(self._sections)
-            else b""
-        )
         soname: str | None = None
         needed: list[str] = []
-        data = self._read(section.offset, section.size)
-        for tag, value in _DYN.iter_unpack(data[: len(data) - len(data) % _DYN.size]):
-            if tag == _DT_NULL:
-                break
-            if tag == _DT_NEEDED:
-                needed.append(_cstring(strings, value))
-            elif tag == _DT_SONAME:
-                soname = _cstring(strings, value)
+        for tag in section.iter_tags():
+            if tag.entry.d_tag == "DT_NEEDED":
+                needed.append(str(tag.needed))
+            elif tag.entry.d_tag == "DT_SONAME":
+                soname = str(tag.soname)
         return soname, tuple(needed)
 
     # -- call-frame information -------------------------------------------------------------
@@ -468,11 +300,10 @@ class ElfObject:
         expr = self._expression(cfa.expr) if cfa.expr is not None else None
         ra: RegisterRecovery | None = None
         saved: list[RegisterRecovery] = []
-        rule_types = _dwarf().rule_types
         for reg, rule in line.items():
             if not isinstance(reg, int) or reg >= REGISTER_COUNT:
                 continue
-            kind = rule_types.get(rule.type)
+            kind = _RULE_TYPES.get(rule.type)
             if kind is None:  # SAME_VALUE, ARCHITECTURAL: nothing to do
                 continue
             arg: int | Expression = rule.arg if rule.arg is not None else 0
@@ -495,9 +326,6 @@ class ElfObject:
         )
 
     def _expression(self, raw: list[int]) -> Expression:
-        if self._expr_parser is None:
-            dwarf = _dwarf()
-            self._expr_parser = dwarf.DWARFExprParser(dwarf.structs)
         ops = self._expr_parser.parse_expr(raw)
         return tuple((op.op_name, tuple(int(a) for a in op.args)) for op in ops)
 
@@ -512,30 +340,28 @@ class ElfObject:
 
     def _open_cfi(self) -> list[_CfiSource]:
         """``.eh_frame`` (indexed by ``.eh_frame_hdr``), then ``.debug_frame``."""
-        dwarf = _dwarf()
         sources: list[_CfiSource] = []
-        eh_frame = self._by_name.get(".eh_frame")
-        if eh_frame is not None and eh_frame.type != _SHT_NOBITS and eh_frame.size:
-            data = self._section_bytes(eh_frame)
-            cfi = dwarf.CallFrameInfo(
-                io.BytesIO(data), len(data), eh_frame.addr, dwarf.structs, for_eh_frame=True
+        eh_frame = self._elf.get_section_by_name(".eh_frame")
+        if eh_frame is not None and eh_frame["sh_type"] != "SHT_NOBITS" and eh_frame["sh_size"]:
+            data = eh_frame.data()
+            cfi = CallFrameInfo(
+                io.BytesIO(data), len(data), eh_frame["sh_addr"], _STRUCTS, for_eh_frame=True
             )
-            index = self._eh_frame_hdr_index(eh_frame.addr, len(data))
+            index = self._eh_frame_hdr_index(eh_frame["sh_addr"], len(data))
             sources.append(_CfiSource(cfi, index))
-        debug_frame = self._by_name.get(".debug_frame")
-        if debug_frame is not None and debug_frame.type != _SHT_NOBITS:
-            data = self._section_bytes(debug_frame)
-            cfi = dwarf.CallFrameInfo(io.BytesIO(data), len(data), 0, dwarf.structs)
-            sources.append(_CfiSource(cfi))
+        debug_frame = self._elf.get_section_by_name(".debug_frame")
+        if debug_frame is not None and debug_frame["sh_type"] != "SHT_NOBITS":
+            data = debug_frame.data()
+            sources.append(_CfiSource(CallFrameInfo(io.BytesIO(data), len(data), 0, _STRUCTS)))
         return sources
 
     def _eh_frame_hdr_index(
         self, eh_frame_addr: int, size: int
     ) -> tuple[list[int], list[int]] | None:
-        hdr = self._by_name.get(".eh_frame_hdr")
+        hdr = self._elf.get_section_by_name(".eh_frame_hdr")
         if hdr is None:
             return None
-        data = self._section_bytes(hdr)
+        data = hdr.data()
         # version 1, eh_frame_ptr pcrel|sdata4, fde_count udata4, table datarel|sdata4: what
         # GNU ld, gold, lld and mold all write on x86-64. Anything else: the eager path.
         if len(data) < 12 or data[0] != 1 or data[1] != 0x1B or data[2] != 0x03 or data[3] != 0x3B:
@@ -543,7 +369,7 @@ class ElfObject:
         (count,) = struct.unpack_from("<I", data, 8)
         if 12 + 8 * count > len(data):
             return None
-        base = hdr.addr
+        base = hdr["sh_addr"]
         table = struct.unpack_from(f"<{2 * count}i", data, 12)
         starts = [base + loc for loc in table[0::2]]
         offsets = [base + fde - eh_frame_addr for fde in table[1::2]]
@@ -566,8 +392,8 @@ class ElfObject:
 
     def has_symtab(self) -> bool:
         """True when the object carries a full ``.symtab`` (not only dynamic symbols)."""
-        section = self._by_name.get(".symtab")
-        return section is not None and section.type == _SHT_SYMTAB
+        section = self._elf.get_section_by_name(".symtab")
+        return section is not None and section["sh_type"] == "SHT_SYMTAB"
 
     def function_symbols(self) -> FunctionSymbols:
         """Functions from ``.symtab`` and ``.dynsym``; aliases resolved to the plainest name."""
@@ -579,11 +405,11 @@ class ElfObject:
         best: dict[int, tuple[tuple[int, int, int, int], str, int]] = {}
         executable: dict[int, bool] = {}  # section index → SHF_EXECINSTR
         for section_name in (".symtab", ".dynsym"):
-            section = self._by_name.get(section_name)
-            if section is None or section.type not in (_SHT_SYMTAB, _SHT_DYNSYM):
+            section = self._elf.get_section_by_name(section_name)
+            if section is None or section["sh_type"] not in ("SHT_SYMTAB", "SHT_DYNSYM"):
                 continue
-            strtab = self._section_bytes(self._sections[section.link])
-            raw = self._section_bytes(section)
+            strtab = self._elf.get_section(section["sh_link"]).data()
+            raw = section.data()
             raw = raw[: len(raw) - len(raw) % _SYM.size]
             for st_name, st_info, _other, shndx, value, size in _SYM.iter_unpack(raw):
                 kind = st_info & 0xF
@@ -591,7 +417,7 @@ class ElfObject:
                     continue
                 if kind == _STT_NOTYPE:  # assembler labels (ld.so's _start): code only
                     if shndx not in executable:
-                        flags = self._sections[shndx].flags
+                        flags = self._elf.get_section(shndx)["sh_flags"]
                         executable[shndx] = bool(flags & _SHF_EXECINSTR)
                     if not executable[shndx]:
                         continue
