@@ -55,7 +55,7 @@ struct fast_ctx {
 };
 
 /* Per thread: the process it belongs to and the entry time of its current call. Indexed by
- * tid: calloc'd over pid_max, so only the pages of tids in use ever become resident. */
+ * tid (16 bytes each), grown to cover the largest tid added. */
 struct slot {
     int32_t pid; /* 0: not traced by this session */
     int64_t entry_ns;
@@ -66,12 +66,12 @@ struct fast_table {
     struct slot *slots;
 };
 
-struct fast_table *fast_new(int32_t pid_max) {
+struct fast_table *fast_new(int32_t size) {
     struct fast_table *t = malloc(sizeof *t);
     if (t == NULL)
         return NULL;
-    t->size = pid_max;
-    t->slots = calloc((size_t)pid_max, sizeof *t->slots);
+    t->size = size;
+    t->slots = calloc((size_t)size, sizeof *t->slots);
     if (t->slots == NULL) {
         free(t);
         return NULL;
@@ -86,9 +86,21 @@ void fast_free(struct fast_table *t) {
     }
 }
 
-void fast_add(struct fast_table *t, int32_t tid, int32_t pid) {
-    if (tid > 0 && tid < t->size)
-        t->slots[tid].pid = pid;
+/* Returns 0, or -1 when the table cannot grow (out of memory). */
+int fast_add(struct fast_table *t, int32_t tid, int32_t pid) {
+    if (tid <= 0)
+        return 0;
+    if (tid >= t->size) {
+        int32_t size = tid < INT32_MAX / 2 ? tid * 2 : INT32_MAX;
+        struct slot *slots = realloc(t->slots, (size_t)size * sizeof *slots);
+        if (slots == NULL)
+            return -1;
+        memset(slots + t->size, 0, (size_t)(size - t->size) * sizeof *slots);
+        t->slots = slots;
+        t->size = size;
+    }
+    t->slots[tid].pid = pid;
+    return 0;
 }
 
 void fast_drop(struct fast_table *t, int32_t tid) {

@@ -20,6 +20,9 @@ from tracer.errors import AlloctraceError
 # Lines written between two returns to Python; the loop returns when less than 512 bytes are
 # left (and every 50 ms), so a full buffer holds about 5,000 calls.
 _BUFFER_BYTES = 1 << 20
+# Thread table slots to start with (grown to the largest tid): the default pid_max is 32768 or
+# 4,194,304 (with many CPUs), tids are handed out upwards from 300 and wrap.
+_FIRST_TABLE_SIZE = 1 << 16
 
 
 class Returned(enum.IntEnum):
@@ -77,6 +80,7 @@ def _library() -> ctypes.CDLL:
     lib.fast_new.argtypes = (ctypes.c_int32,)
     lib.fast_free.argtypes = (ctypes.c_void_p,)
     lib.fast_add.argtypes = (ctypes.c_void_p, ctypes.c_int32, ctypes.c_int32)
+    lib.fast_add.restype = ctypes.c_int
     lib.fast_drop.argtypes = (ctypes.c_void_p, ctypes.c_int32)
     lib.fast_run.argtypes = (ctypes.c_void_p, ctypes.POINTER(_Context))
     lib.fast_run.restype = ctypes.c_int
@@ -85,21 +89,14 @@ def _library() -> ctypes.CDLL:
     return lib
 
 
-def _pid_max() -> int:
-    try:
-        return int(Path("/proc/sys/kernel/pid_max").read_text()) + 1
-    except (OSError, ValueError):
-        return (1 << 22) + 1  # the kernel's PID_MAX_LIMIT on 64-bit
-
-
 class FastLoop:
     """One session's C loop: its thread table, its line buffer and the registers it fills."""
 
     def __init__(self, t0: int, stacks: bool, registers: pt.Registers) -> None:
         lib = _library()
-        table = lib.fast_new(_pid_max())
+        table = lib.fast_new(_FIRST_TABLE_SIZE)
         if not table:
-            raise MemoryError("alloctrace: no memory for the thread table")
+            raise MemoryError("no memory for the tracer's thread table")
         self._lib = lib
         self._table: int | None = table
         self._buffer = ctypes.create_string_buffer(_BUFFER_BYTES)
@@ -115,7 +112,8 @@ class FastLoop:
 
     def add(self, tid: int, pid: int) -> None:
         """Trace ``tid`` (a thread of process ``pid``) in the C loop."""
-        self._lib.fast_add(self._table, tid, pid)
+        if self._lib.fast_add(self._table, tid, pid) != 0:
+            raise MemoryError("no memory for the tracer's thread table")
 
     def drop(self, tid: int) -> None:
         """``tid`` is gone: its stops go to Python (and a reused tid starts clean)."""
