@@ -18,6 +18,8 @@ import pytest
 
 import alloctrace
 from tests.helpers import fixture, parse_reports
+from tracer import fastloop
+from tracer.errors import AlloctraceError
 from tracer.recording import record
 from tracer.records import Syscall
 from tracer.session import TraceOptions
@@ -109,3 +111,16 @@ def test_the_c_loop_writes_lines_the_python_loop_would(tmp_path: Path) -> None:
     c_loop, python = shapes["c-loop"], shapes["python loop, no filter"]
     assert c_loop == python
     assert len(c_loop) >= 8  # mmap, munmap, mprotect, madvise, mremap, brk, prctl + failures
+
+
+def test_an_unbuilt_c_loop_is_one_clear_error_and_leaves_no_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fastloop, "_library_path", lambda: fastloop.locate_library(tmp_path))
+    fastloop._library.cache_clear()
+    try:
+        with pytest.raises(AlloctraceError, match="is not built"):
+            record([fixture("seed")], tmp_path / "t.jsonl", TraceOptions(stacks=False))
+    finally:
+        fastloop._library.cache_clear()
+    assert list(tmp_path.iterdir()) == []

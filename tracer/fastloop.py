@@ -62,7 +62,11 @@ class _Context(ctypes.Structure):
 
 
 def _library_path() -> Path:
-    here = Path(__file__).parent
+    return locate_library(Path(__file__).parent)
+
+
+def locate_library(here: Path) -> Path:
+    """The built C loop in directory ``here``; AlloctraceError when it is not there."""
     for suffix in importlib.machinery.EXTENSION_SUFFIXES:
         candidate = here / f"_fastloop{suffix}"
         if candidate.exists():
@@ -71,6 +75,11 @@ def _library_path() -> Path:
         f"tracer/_fastloop.c is not built in {here}: reinstall alloctrace "
         "(`make setup`, or `pip install -e .` in the repository)"
     )
+
+
+def require() -> None:
+    """Load the C loop now: AlloctraceError (one line, naming the fix) when it is not built."""
+    _library()
 
 
 @functools.cache

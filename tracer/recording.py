@@ -128,7 +128,11 @@ def record(
     table: StackTable | None = None
     if stacks is None and options.stacks:
         stacks = table = _stack_table(writer, options.stack_depth)
-    session = Session(writer, options, stacks, notify)
+    try:
+        session = Session(writer, options, stacks, notify)
+    except BaseException:  # the C loop is not built: no file may stay behind
+        writer.abandon()
+        raise
     try:
         with session.handling_signals():
             try:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any, Protocol
 
-from tracer import procfs, seccomp
+from tracer import fastloop, procfs, seccomp
 from tracer import ptrace_adapter as pt
 from tracer.breakpoints import PhaseBreakpoints
 from tracer.errors import AlloctraceError
@@ -187,6 +187,8 @@ class Session:
         self._cleaning = False
         self._write_failure: TraceWriteError | None = None
         self._fast: FastLoop | None = None  # the C loop, in seccomp mode (see _fast_loop)
+        if self._seccomp:
+            fastloop.require()  # before anything starts: a missing build is one clear error
 
     @property
     def uses_seccomp(self) -> bool:
