@@ -863,6 +863,21 @@ def test_real_32_bit_program_refused_and_noted_when_exec_d(tmp_path: Path) -> No
     assert "a 32-bit i386 program: its memory syscalls are not recorded" in result.stderr
 
 
+@pytest.mark.skipif(not (FIXTURES / "pause32").exists(), reason="the compiler cannot build -m32")
+def test_attach_to_a_32_bit_program_is_refused_untouched(
+    tmp_path: Path, targets: list[Target]
+) -> None:
+    target = Target(fixture("pause32"))
+    targets.append(target)
+    target.stderr.wait_for("ready=1")
+    out = tmp_path / "t.jsonl"
+    result = Alloctrace("record", "--pid", str(target.pid), "-o", str(out)).finish()
+    one_error_line(result, "a 32-bit i386 program; alloctrace traces x86-64 programs only")
+    assert not out.exists()
+    assert procfs.status(target.pid).get("TracerPid") == "0"
+    assert target.proc.poll() is None, "it runs on, never seized"
+
+
 def test_program_that_closes_every_fd(tmp_path: Path) -> None:
     result = run(tmp_path, fixture("closefds"))
     assert result.code == 0, f"step {result.code} failed: {result.stderr}"
