@@ -302,6 +302,32 @@ def test_attach_traces_every_thread_then_detaches_leaving_it_unharmed(
     assert done["failed"] == "0"
 
 
+def test_alloctrace_killed_while_attached_leaves_the_program_running_unharmed(
+    tmp_path: Path, targets: list[Target]
+) -> None:
+    """SIGKILL cannot be handled: the kernel detaches every thread (a thread held in a
+    syscall-stop goes on); the program finishes its work and the trace so far stays readable."""
+    target = Target(fixture("longrun"), "60", "4", "1")
+    targets.append(target)
+    target.stderr.wait_for("ready=1")
+    out = tmp_path / "attached.jsonl"
+    tracer = Alloctrace("record", "--no-stacks", "--pid", str(target.pid), "-o", str(out))
+    _wait_for_events(out, 400)
+    tracer.signal(signal.SIGKILL)
+    assert tracer.proc.wait(timeout=30) == -signal.SIGKILL
+    deadline = time.monotonic() + 10
+    while procfs.tracer_of(target.pid) != 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert_untraced_and_running(target.pid)
+    (partial,) = tmp_path.glob(".attached.jsonl.*.partial")
+    trace = alloctrace.load(partial)
+    assert not trace.complete and len(list(trace.syscalls())) >= 300
+    code, reports = target.finish()
+    assert code == 0
+    (done,) = [r for r in parse_reports(reports, "longrun") if "done" in r]
+    assert done["failed"] == "0"
+
+
 def test_attach_traces_until_the_process_exits(tmp_path: Path, targets: list[Target]) -> None:
     target = Target(fixture("longrun"), "3", "2")
     targets.append(target)
