@@ -6,7 +6,8 @@ import bisect
 from dataclasses import dataclass, replace
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, like Classified (one per mapping call): read-only all the same, hashes by value.
+@dataclass(slots=True, unsafe_hash=True)
 class Region:
     """A range of addresses created by one classified call, with what it is for."""
 
@@ -55,6 +56,10 @@ class AddressSpace:
         if end <= start:
             return
         i = max(bisect.bisect_right(self._starts, start) - 1, 0)
+        if self._starts and self._starts[i] == start and self._regions[i].end == end:
+            # The whole of one region (munmap undoing its mmap): nothing else to cut.
+            del self._starts[i], self._regions[i]
+            return
         keep_before: list[Region] = []
         j = i
         while j < len(self._regions) and self._regions[j].start < end:
@@ -73,6 +78,14 @@ class AddressSpace:
     def add(self, region: Region) -> None:
         """Map ``region``, replacing whatever it covers (as mmap with MAP_FIXED does)."""
         if region.end <= region.start:
+            return
+        i = bisect.bisect_left(self._starts, region.start)
+        if (i == len(self._starts) or self._starts[i] >= region.end) and (
+            i == 0 or self._regions[i - 1].end <= region.start
+        ):
+            # Nothing mapped there (the usual case): nothing to cut.
+            self._starts.insert(i, region.start)
+            self._regions.insert(i, region)
             return
         self.remove(region.start, region.end)
         i = bisect.bisect_left(self._starts, region.start)

@@ -11,7 +11,7 @@ from analyzers.loader import LoadedObject, loaded_objects
 from analyzers.model import Classified
 from analyzers.rules import RuleSet
 from analyzers.symbols import Symbolizer
-from tracer.traceformat import TraceData
+from tracer.traceformat import TraceData, collector_paused
 
 
 @dataclass
@@ -29,7 +29,8 @@ def analyze(
     trace: TraceData, rules: RuleSet | None = None, symbolizer: Symbolizer | None = None
 ) -> Analysis:
     """Symbolize, classify, attribute loader work, detect allocators, list arenas."""
-    frames_of = frames_resolver(trace, symbolizer)
-    events = Classifier(rules).classify(trace, frames_of)
-    objects = loaded_objects(trace, events, frames_of)
-    return Analysis(trace, events, objects, detect(trace, objects), arenas(events))
+    with collector_paused():  # an object or more per event, none in a cycle
+        frames_of = frames_resolver(trace, symbolizer)
+        events = Classifier(rules).classify(trace, frames_of)
+        objects = loaded_objects(trace, events, frames_of)
+        return Analysis(trace, events, objects, detect(trace, objects), arenas(events))

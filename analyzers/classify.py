@@ -96,7 +96,15 @@ class Classifier:
         states: dict[int, ProcessState] = {}
         out: list[Classified] = []
         for event in trace.events:
-            if isinstance(event, Exec):
+            if isinstance(event, Syscall):  # nearly every event: tested first
+                state = states.get(event.pid)
+                if state is None:
+                    state = states[event.pid] = ProcessState(event.pid, exe=trace.header.program)
+                result = self._classify_one(event, frames(event), state)
+                self._remember(event, result, state)
+                phase = phase_of[event.seq]
+                out.append(result if result.phase == phase else replace(result, phase=phase))
+            elif isinstance(event, Exec):
                 spans = kernel_spans.get((event.pid, event.seq), {})
                 names = loader_names(event.path)
                 states[event.pid] = ProcessState(
@@ -122,14 +130,6 @@ class Classifier:
                     )
             elif isinstance(event, Phase) and event.pid in states:
                 states[event.pid].phase = event.phase
-            elif isinstance(event, Syscall):
-                state = states.get(event.pid)
-                if state is None:
-                    state = states[event.pid] = ProcessState(event.pid, exe=trace.header.program)
-                result = self._classify_one(event, frames(event), state)
-                self._remember(event, result, state)
-                phase = phase_of[event.seq]
-                out.append(result if result.phase == phase else replace(result, phase=phase))
         return out
 
     def _classify_one(
@@ -265,13 +265,22 @@ class Classifier:
         """Replay the call into the process's address space."""
         if event.result is None:
             return
-        region = Region(0, 0, result.category, result.owner, result.role, result.object)
         if event.syscall == "mmap":
             state.seen_mmap = True
             if event.path:
-                state.libraries.add(os.path.basename(event.path))
+                state.add_library(os.path.basename(event.path))
             start, end = event.result, event.result + _pages(event.length)
-            state.space.add(_at(region, start, end, event.prot or 0))
+            state.space.add(
+                Region(
+                    start,
+                    end,
+                    result.category,
+                    result.owner,
+                    result.role,
+                    result.object,
+                    event.prot or 0,
+                )
+            )
             if (
                 result.category == "loader"
                 and (event.path or (event.fd or -1) >= 0)
@@ -288,7 +297,7 @@ class Classifier:
         elif event.syscall == "mremap" and event.addr is not None:
             old = state.space.find(event.addr)
             state.space.remove(event.addr, event.addr + _pages(event.length))
-            keep = old if old is not None else region
+            keep = old or Region(0, 0, result.category, result.owner, result.role, result.object)
             start = event.result
             state.space.add(_at(keep, start, start + _pages(event.new_length), keep.prot))
         elif event.syscall == "brk":

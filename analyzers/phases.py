@@ -27,11 +27,7 @@ def phases(
     has_records = any(isinstance(e, Phase) for e in trace.events)
     out: dict[int, str] = {}
     for event in trace.events:
-        if isinstance(event, Exec):
-            current[event.pid] = STARTUP
-        elif isinstance(event, Phase):
-            current[event.pid] = event.phase
-        elif isinstance(event, Syscall):
+        if isinstance(event, Syscall):  # nearly every event: tested first
             phase = current.get(event.pid, STARTUP)
             if not has_records and phase != EXIT:
                 names = [f.function for f in frames_of(event) if f.function]
@@ -41,4 +37,8 @@ def phases(
                     phase = MAIN
                 current[event.pid] = phase
             out[event.seq] = phase
+        elif isinstance(event, Exec):
+            current[event.pid] = STARTUP
+        elif isinstance(event, Phase):
+            current[event.pid] = event.phase
     return out

@@ -292,7 +292,7 @@ def _pages(length: int | None) -> int:
 # ---- the address-space replay --------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)  # like Region: not frozen, read-only all the same
 class _Origin(Region):
     """A replayed region, remembering the phase and call that created it."""
 

@@ -153,3 +153,22 @@ def test_existing_trace_is_not_overwritten_until_done(tmp_path: Path) -> None:
 def test_unwritable_location_is_one_error(tmp_path: Path) -> None:
     with pytest.raises(AlloctraceError, match="cannot write the trace"):
         TraceWriter(tmp_path / "missing-dir" / "t.jsonl", _header())
+
+
+def test_collector_is_paused_only_inside_and_restored() -> None:
+    import gc
+
+    from tracer.traceformat import collector_paused
+
+    assert gc.isenabled()
+    with pytest.raises(KeyError), collector_paused():
+        assert not gc.isenabled()
+        raise KeyError
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with collector_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # left as it was found
+    finally:
+        gc.enable()
