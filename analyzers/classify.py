@@ -90,6 +90,7 @@ class Classifier:
 
     def classify(self, trace: TraceData, frames_of: FramesOf | None = None) -> list[Classified]:
         """Every syscall of ``trace`` with its classification, in trace order."""
+        self._verdicts.clear()  # stack ids are the trace's own
         frames = frames_of or frames_resolver(trace)
         phase_of = phases(trace, frames)
         kernel_spans = _kernel_mapped(trace)
@@ -100,7 +101,7 @@ class Classifier:
                 state = states.get(event.pid)
                 if state is None:
                     state = states[event.pid] = ProcessState(event.pid, exe=trace.header.program)
-                result = self._classify_one(event, frames(event), state)
+                result = self._classify_one(event, frames, state)
                 self._remember(event, result, state)
                 phase = phase_of[event.seq]
                 out.append(result if result.phase == phase else replace(result, phase=phase))
@@ -132,15 +133,15 @@ class Classifier:
                 states[event.pid].phase = event.phase
         return out
 
-    def _classify_one(
-        self, event: Syscall, stack: Sequence[ResolvedFrame], state: ProcessState
-    ) -> Classified:
+    def _classify_one(self, event: Syscall, frames: FramesOf, state: ProcessState) -> Classified:
         decided = None
-        if stack:
+        if event.stack is not None:
             key = (event.stack, event.syscall, state.exe)
             verdict = self._verdicts.get(key, _UNDECIDED)
-            if verdict is _UNDECIDED:
-                verdict = self._verdicts[key] = self._by_stack(event.syscall, stack, state.exe)
+            if verdict is _UNDECIDED:  # the frames are needed only the first time
+                stack = frames(event)
+                verdict = self._by_stack(event.syscall, stack, state.exe) if stack else None
+                self._verdicts[key] = verdict
             if verdict is not None:
                 decided = verdict.classify(event)
         if decided is None:
