@@ -16,6 +16,7 @@ from bench.harness import code_version, load_average, machine
 from bench.record import Matrix, measure, stacks_trace
 from bench.resources import AnalysisTime, Rss, analysis_time, peak_rss
 from bench.workloads import (
+    FILTER_ONLY,
     NO_STACKS,
     STACKS,
     STRACE_K,
@@ -193,7 +194,7 @@ def getpid_note(m: Matrix, sizes: Sizes) -> list[str]:
     if sizes.getpids <= 0 or not m.zero.get(("b", UNTRACED)):
         return []
     costs = []
-    for variant in (STRACE_SECCOMP, NO_STACKS, STACKS):
+    for variant in (FILTER_ONLY, STRACE_SECCOMP, NO_STACKS, STACKS):
         cost = m.marginal_us("b", variant)
         events, zero_events = m.workload_events("b"), m.zero_events.get("b")
         if cost is None or events is None or zero_events is None:
@@ -203,7 +204,8 @@ def getpid_note(m: Matrix, sizes: Sizes) -> list[str]:
     if not costs:
         return []
     return [
-        "- (b) beyond size 0 and over untraced, per getpid (the 2,000 traced calls included): "
+        "- (b) beyond size 0 and over untraced, per getpid (the 2,000 traced calls included; "
+        f"'{FILTER_ONLY}': what the filter alone costs): "
         + ", ".join(costs)
         + "."
     ]

@@ -11,11 +11,14 @@ from bench.harness import ALLOCTRACE, MEMORY_SYSCALLS, ROOT, fixture
 
 # The tracer variants, in table order. Each is one command line around the workload's.
 UNTRACED = "untraced"
+# Untraced, under a seccomp filter that allows everything (fixtures/seccompallow.c): the floor of
+# every --seccomp-bpf tracer, whose filter slows each syscall it lets through.
+FILTER_ONLY = "seccomp filter, no tracer"
 STRACE_SECCOMP = "strace --seccomp-bpf"
 STRACE_K = "strace -k"
 NO_STACKS = "alloctrace --no-stacks"
 STACKS = "alloctrace (stacks)"
-VARIANTS = (UNTRACED, STRACE_SECCOMP, STRACE_K, NO_STACKS, STACKS)
+VARIANTS = (UNTRACED, FILTER_ONLY, STRACE_SECCOMP, STRACE_K, NO_STACKS, STACKS)
 ALLOCTRACE_VARIANTS = (NO_STACKS, STACKS)
 
 # `gcc -c` compiles this fixture source (the largest one) into the bench's temporary directory.
@@ -145,6 +148,8 @@ def command(variant: str, argv: Sequence[str], trace: Path) -> list[str]:
     """The command line that runs ``argv`` under ``variant`` (alloctrace writes ``trace``)."""
     if variant == UNTRACED:
         return list(argv)
+    if variant == FILTER_ONLY:
+        return [fixture("seccompallow"), *argv]
     if variant == STRACE_SECCOMP:
         return [
             *("strace", "-f", "--seccomp-bpf", "-e", f"trace={MEMORY_SYSCALLS}"),
