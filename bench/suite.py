@@ -205,9 +205,7 @@ def getpid_note(m: Matrix, sizes: Sizes) -> list[str]:
         return []
     return [
         "- (b) beyond size 0 and over untraced, per getpid (the 2,000 traced calls included; "
-        f"'{FILTER_ONLY}': what the filter alone costs): "
-        + ", ".join(costs)
-        + "."
+        f"'{FILTER_ONLY}': what the filter alone costs): " + ", ".join(costs) + "."
     ]
 
 
