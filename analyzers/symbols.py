@@ -16,7 +16,7 @@ import os
 import struct
 import zlib
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -76,7 +76,11 @@ class Symbolizer:
 
     def __init__(self, debug_root: str = DEBUG_ROOT) -> None:
         self.debug_root = debug_root
-        self._tables: dict[tuple[str, str | None], list[elf.FunctionSymbols]] = {}
+        # per object: the tables read so far, and the reader of the rest
+        self._tables: dict[
+            tuple[str, str | None],
+            tuple[list[elf.FunctionSymbols], Iterator[elf.FunctionSymbols]],
+        ] = {}
         self._resolved: OrderedDict[tuple[str, str | None, int], tuple[str | None, int]] = (
             OrderedDict()
         )
@@ -111,28 +115,36 @@ class Symbolizer:
                 return candidate_path
         return None
 
-    def tables(self, path: str | None, build_id: str | None) -> list[elf.FunctionSymbols]:
-        """The symbol tables to search for an object, most complete first."""
+    def tables(self, path: str | None, build_id: str | None) -> Iterator[elf.FunctionSymbols]:
+        """The symbol tables to search for an object, most complete first.
+
+        Each is read when a lookup first gets to it: the object's own tables only when its debug
+        file's have not answered (libc.so.6's take 12 ms to read, and libc6-dbg's answer all).
+        """
         key = (path or "", build_id)
-        found = self._tables.get(key)
-        if found is not None:
-            return found
-        tables: list[elf.FunctionSymbols] = []
+        entry = self._tables.get(key)
+        if entry is None:
+            entry = self._tables[key] = ([], self._read_tables(path, build_id))
+        read, unread = entry
+        yield from read
+        for table in unread:
+            read.append(table)
+            yield table
+
+    def _read_tables(self, path: str | None, build_id: str | None) -> Iterator[elf.FunctionSymbols]:
         try:
             debug = self.debug_file(path, build_id)
             if debug is not None:
                 dobj = elf.open_elf(debug)
                 if dobj is not None and (build_id is None or dobj.build_id in (None, build_id)):
-                    tables.append(dobj.function_symbols())
+                    yield dobj.function_symbols()
             if path is not None:
                 obj = elf.open_elf(path)
                 # A file replaced since the recording (another build-id) would give wrong names.
                 if obj is not None and (build_id is None or obj.build_id == build_id):
-                    tables.append(obj.function_symbols())
+                    yield obj.function_symbols()
         except (OSError, ValueError, KeyError, IndexError, struct.error, ELFError):
             pass  # a damaged object: what was read so far, else object+offset
-        self._tables[key] = tables
-        return tables
 
     # -- resolving ------------------------------------------------------------------------------
 
