@@ -24,6 +24,8 @@ _KINDS: dict[tuple[str, str], str] = {
     ("pymalloc", "arena"): "pymalloc arena",
 }
 
+_OWNERS = frozenset(owner for owner, _role in _KINDS)
+
 
 @dataclass(frozen=True)
 class Arena:
@@ -43,6 +45,8 @@ def arenas(classified: Sequence[Classified]) -> list[Arena]:
     """Every arena, heap, segment and thread stack created in the trace, in order."""
     out: list[Arena] = []
     for c in classified:
+        if c.category != "thread-stack" and c.owner not in _OWNERS:
+            continue  # most calls: the program's own, the loader's
         e = c.event
         if e.syscall != "mmap" or e.result is None:
             continue
