@@ -374,8 +374,9 @@ def collector_paused() -> Iterator[None]:
     """Python's cycle collector off while many objects that form no cycles are built.
 
     Each 700 new objects start a collection and every few of those walk all the objects alive,
-    the trace's too: a third of reading or analyzing a big trace (measured). Reference counting
-    frees objects as usual meanwhile; a cycle made meanwhile waits for the next collection.
+    the trace's too: a quarter to a half of reading a big trace, a sixth of analyzing it
+    (measured). Reference counting frees objects as usual meanwhile; a cycle made meanwhile
+    waits for the next collection.
     """
     if not gc.isenabled():
         yield
