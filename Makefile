@@ -62,7 +62,7 @@ lint: setup
 FUZZ_EXAMPLES ?= 20000
 fuzz: setup
 	ALLOCTRACE_FUZZ=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q --timeout=0 \
-		tests/test_fuzz.py tests/test_traceformat.py
+		tests/test_fuzz.py tests/test_traceformat.py tests/test_traceformat_syscalls.py tests/test_addrspace.py
 
 bench: setup
 	$(BIN)/python -m bench
