@@ -12,8 +12,8 @@
  *   - the syscall-exit stop that follows, when the call needs nothing from Python (an anonymous
  *     mmap, munmap, mprotect, madvise, brk, mremap) and stacks are off: PTRACE_GETREGS, one JSON
  *     line into the caller's buffer, PTRACE_CONT.
- * It returns for everything else, and at least every RETURN_NS so that the trace and the live
- * status line stay current. The JSON lines are the ones tracer/session.py writes for the same
+ * It returns for everything else, when the line buffer is nearly full, and after RETURN_NS of
+ * handling stops, so that the trace and the live status line stay current while calls come. The JSON lines are the ones tracer/session.py writes for the same
  * calls (tests/test_fastloop.py compares them).
  */
 #define _GNU_SOURCE
@@ -33,7 +33,7 @@
 #define PTRACE_EVENT_SECCOMP_ 7
 #define SECCOMP_STOP ((SIGTRAP | (PTRACE_EVENT_SECCOMP_ << 8)))
 #define SYSCALL_STOP (SIGTRAP | 0x80) /* PTRACE_O_TRACESYSGOOD */
-#define RETURN_NS 50000000LL          /* hand back to Python at least every 50 ms */
+#define RETURN_NS 50000000LL          /* hand back to Python after 50 ms of stops */
 #define LINE_MAX_BYTES 512            /* longest line written here (mremap: ~330 bytes) */
 
 /* What fast_run returns. */
@@ -45,7 +45,6 @@ struct fast_ctx {
     int32_t stacks;      /* 1: every memory syscall's exit stop goes to Python (to unwind) */
     int32_t tid;         /* out: the thread of the stop handed back */
     int32_t status;      /* out: its wait status (FAST_STOP) */
-    int32_t error;       /* out: errno of a failed waitpid */
     int64_t entry_ns;    /* out: entry time of the call whose exit stop is handed back */
     uint64_t seq;        /* in/out: the last sequence number written */
     char *buf;           /* lines written here, each ending in '\n' */
@@ -269,16 +268,13 @@ int fast_run(struct fast_table *t, struct fast_ctx *c) {
     for (;;) {
         if (interrupted) {
             interrupted = 0;
-            c->error = EINTR;
             return FAST_EINTR;
         }
         if (c->cap - c->used < LINE_MAX_BYTES || now_ns() - started > RETURN_NS)
             return FAST_FLUSH;
         pid_t tid = waitpid(-1, &status, __WALL);
-        if (tid < 0) {
-            c->error = errno;
+        if (tid < 0)
             return errno == EINTR ? FAST_EINTR : FAST_NO_CHILD;
-        }
         c->tid = tid;
         c->status = status;
         if (!WIFSTOPPED(status) || tid >= t->size || t->slots[tid].pid == 0)

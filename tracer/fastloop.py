@@ -18,7 +18,7 @@ from tracer import ptrace_adapter as pt
 from tracer.errors import AlloctraceError
 
 # Lines written between two returns to Python; the loop returns when less than 512 bytes are
-# left (and every 50 ms), so a full buffer holds about 5,000 calls.
+# left (and after 50 ms of stops), so a full buffer holds about 5,000 calls.
 _BUFFER_BYTES = 1 << 20
 # Thread table slots to start with (grown to the largest tid): the default pid_max is 32768 or
 # 4,194,304 (with many CPUs), tids are handed out upwards from 300 and wrap.
@@ -41,7 +41,6 @@ class _Context(ctypes.Structure):
         ("stacks", ctypes.c_int32),
         ("tid", ctypes.c_int32),
         ("status", ctypes.c_int32),
-        ("error", ctypes.c_int32),
         ("entry_ns", ctypes.c_int64),
         ("seq", ctypes.c_uint64),
         ("buf", ctypes.c_void_p),
@@ -53,7 +52,6 @@ class _Context(ctypes.Structure):
     stacks: int
     tid: int
     status: int
-    error: int
     entry_ns: int
     seq: int
     buf: int
