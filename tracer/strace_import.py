@@ -37,7 +37,6 @@ from another machine), the object's frames are left unresolved and the report sa
 from __future__ import annotations
 
 import bisect
-import codecs
 import os
 import re
 from dataclasses import dataclass, field
@@ -58,7 +57,17 @@ from tracer.records import (
     Stack,
     Syscall,
 )
-from tracer.strace_log import StraceCall, StraceExit, StraceFrame, StraceLog, parse_strace
+from tracer.strace_log import (
+    PREFIX,
+    STRING,
+    StraceCall,
+    StraceExit,
+    StraceFrame,
+    StraceLog,
+    parse_strace,
+    timestamp,
+    unescape,
+)
 from tracer.traceformat import TraceWriter
 
 IMPORTER_VERSION = "0.1.0"
@@ -67,16 +76,10 @@ _DAY = 86400.0
 _NO_PID = 0  # the one thread of a log without pids
 _EXECS = ("execve", "execveat")
 
-# The prefix strace puts before a call (tracer.strace_log's, for the lines it does not keep).
-_PREFIX = re.compile(
-    r"(?:\[pid\s+(?P<bracket>\d+)\] |(?P<plain>\d+)\s+)?"
-    r"(?:(?P<clock>\d\d:\d\d:\d\d(?:\.\d+)?)\s+|(?P<epoch>\d+\.\d+)\s+)?"
-)
 _SPAWN_CALL = re.compile(r"(?P<name>clone3?|fork|vfork)\((?P<rest>.*)")
 _EXEC_CALL = re.compile(r"(?P<name>execve|execveat)\((?P<rest>.*)")
 _RESUMED = re.compile(r"<\.\.\. (?P<name>\w+) resumed>(?P<rest>.*)")
 _RESULT = re.compile(r"\)\s+= (?P<value>-?\d+)(?: <\d+(?:\.\d+)?>)?$")
-_STRING = re.compile(r'"(?P<body>(?:[^"\\]|\\.)*)"(?P<cut>\.\.\.)?')
 _CLONE_FLAGS = re.compile(r"flags=(?P<flags>[A-Za-z0-9_|]+)")
 
 
@@ -219,12 +222,12 @@ def _task_calls(text: str, log: StraceLog) -> list[_TaskCall]:
     for number, raw in enumerate(text.splitlines(), start=1):
         if raw.startswith(" > ") or number in skip_lines:
             continue
-        prefix = _PREFIX.match(raw)
+        prefix = PREFIX.match(raw)
         if prefix is None:  # pragma: no cover - every part of the pattern is optional
             continue
         pid_text = prefix["bracket"] or prefix["plain"]
         tid = int(pid_text) if pid_text else None
-        ts = _seconds(prefix["clock"], prefix["epoch"])
+        ts = timestamp(prefix["clock"], prefix["epoch"])
         body = raw[prefix.end() :]
         if resumed := _RESUMED.match(body):
             started = pending.pop(tid, None)
@@ -264,16 +267,16 @@ def _add_task(
 
 def _exec_path_argv(call: _TaskCall) -> tuple[str, list[str]]:
     """The program path and argv of an execve/execveat line (the path is its first string)."""
-    first = _STRING.search(call.text)
+    first = STRING.search(call.text)
     if first is None:
         return "", []
-    path = _unescape(first["body"])
+    path = _exec_string(first["body"])
     argv: list[str] = []
     opening = call.text.find("[", first.end())
     if opening >= 0:
         pos = opening + 1
-        while match := _STRING.match(call.text, pos):
-            argv.append(_unescape(match["body"]) + ("..." if match["cut"] else ""))
+        while match := STRING.match(call.text, pos):
+            argv.append(_exec_string(match["body"]) + ("..." if match["cut"] else ""))
             pos = match.end()
             if not call.text.startswith(", ", pos):
                 break
@@ -281,23 +284,13 @@ def _exec_path_argv(call: _TaskCall) -> tuple[str, list[str]]:
     return path, argv
 
 
-def _unescape(text: str) -> str:
-    """strace's C-style escapes (``\\n``, ``\\x..``, octal) back to the string."""
-    raw = text.encode("utf-8", "surrogateescape")
+def _exec_string(body: str) -> str:
+    """A string of an exec line, unquoted; as written when its escapes are malformed (the
+    program still ran: its path is worth more than an error)."""
     try:
-        decoded, _ = codecs.escape_decode(raw)
+        return unescape(body)
     except ValueError:
-        return text
-    return bytes(decoded).decode("utf-8", "surrogateescape")
-
-
-def _seconds(clock: str | None, epoch: str | None) -> float | None:
-    if epoch:
-        return float(epoch)
-    if clock:
-        hours, minutes, seconds = clock.split(":")
-        return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
-    return None
+        return body
 
 
 # -- conversion -----------------------------------------------------------------------------

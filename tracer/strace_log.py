@@ -177,7 +177,8 @@ class _Pending:
     slot: int | None  # its place in the calls, reserved for a memory syscall
 
 
-_PREFIX = re.compile(
+# The pid and time strace puts before a line (shared with tracer.strace_import).
+PREFIX = re.compile(
     r"(?:\[pid\s+(?P<bracket>\d+)\] |(?P<plain>\d+)\s+)?"
     r"(?:(?P<clock>\d\d:\d\d:\d\d(?:\.\d+)?)\s+|(?P<epoch>\d+\.\d+)\s+)?"
 )
@@ -212,7 +213,7 @@ _FRAME_ERROR = re.compile(r"(?P<error>.+?) \[0x(?P<addr>[0-9a-f]+)\]")
 _FD = re.compile(r"(?P<fd>-?\d+)(?:<(?P<path>.*)>)?(?P<deleted>\(deleted\))?", re.DOTALL)
 # -yy adds the device of a character or block device: 3</dev/zero<char 1:5>>
 _DEVICE = re.compile(r"<(?:char|block) \d+:\d+>$")
-_STRING = re.compile(r'"(?P<body>(?:[^"\\]|\\.)*)"(?P<cut>\.\.\.)?', re.DOTALL)
+STRING = re.compile(r'"(?P<body>(?:[^"\\]|\\.)*)"(?P<cut>\.\.\.)?', re.DOTALL)
 _ESCAPE = re.compile(r"\\(?:x([0-9a-fA-F]{2})|([0-7]{1,3})|(.))", re.DOTALL)
 _SIMPLE_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "v": "\v", "f": "\f", "a": "\a", "b": "\b"}
 _COMMENT = re.compile(r"\s*/\*.*?\*/", re.DOTALL)
@@ -323,7 +324,7 @@ class _Parser:
         if _NOTE.fullmatch(line):
             self._note(lineno, line)
             return
-        prefix = _PREFIX.match(line)
+        prefix = PREFIX.match(line)
         assert prefix is not None  # every part of the pattern is optional
         bracket, plain = prefix["bracket"], prefix["plain"]
         pid = self._implicit_pid()
@@ -331,7 +332,7 @@ class _Parser:
             pid = int(bracket or plain)
             self.prefixed = True
             self.live.add(pid)
-        ts = _timestamp(prefix["clock"], prefix["epoch"])
+        ts = timestamp(prefix["clock"], prefix["epoch"])
         body = line[prefix.end() :]
         if not self._body(lineno, line, pid, ts, body):
             self.log.unparsed.append((lineno, line))
@@ -489,7 +490,7 @@ class _Parser:
         target.append(frame)
 
 
-def _timestamp(clock: str | None, epoch: str | None) -> float | None:
+def timestamp(clock: str | None, epoch: str | None) -> float | None:
     if epoch:
         return float(epoch)
     if clock:
@@ -591,11 +592,11 @@ def _decode_prctl(args: str) -> _Args:
 
 def _string(text: str) -> str | None:
     """A string argument: ``"name"`` (``"name"...`` when cut by -s); None for NULL or a pointer."""
-    match = _STRING.fullmatch(text)
+    match = STRING.fullmatch(text)
     if match is None:
         _num(text)  # NULL or an address strace did not read: no name, but well formed
         return None
-    return _unescape(match["body"]) + ("..." if match["cut"] else "")
+    return unescape(match["body"]) + ("..." if match["cut"] else "")
 
 
 def _fd(text: str) -> tuple[int, str | None]:
@@ -606,14 +607,14 @@ def _fd(text: str) -> tuple[int, str | None]:
     path = match["path"]
     if path is None:
         return int(match["fd"]), None
-    path = _unescape(_DEVICE.sub("", path))
+    path = unescape(_DEVICE.sub("", path))
     # As readlink(/proc/PID/fd/N) says it, which is what the tracer records.
     if match["deleted"]:
         path += " (deleted)"
     return int(match["fd"]), path
 
 
-def _unescape(text: str) -> str:
+def unescape(text: str) -> str:
     """Undo strace's quoting (``\\76`` for ``>``, ``\\x..``, ``\\n``); bytes decode like paths."""
     out = bytearray()
     pos = 0
