@@ -85,11 +85,37 @@ def _started_at() -> str:
 Watcher = Callable[[Callable[[], Progress]], AbstractContextManager[object]]
 
 
-def _run(session: Session, watch: Watcher | None) -> Outcome:
-    if watch is None:
-        return session.run()
-    with watch(session.progress):
-        return session.run()
+def _trace(
+    writer: TraceWriter,
+    options: TraceOptions,
+    stacks: StackRecorder | None,
+    notify: Callable[[str], None],
+    watch: Watcher | None,
+    start: Callable[[Session], object],
+) -> Outcome:
+    """Start the tracees with ``start`` (spawn or attach), then trace them to the end. What
+    fails before the run (the C loop not built, a program that cannot start, a process that
+    cannot be seized) leaves no file; an older trace at the path stays as it was."""
+    table: StackTable | None = None
+    if stacks is None and options.stacks:
+        stacks = table = _stack_table(writer, options.stack_depth)
+    running = False
+    try:
+        session = Session(writer, options, stacks, notify)
+        with session.handling_signals():
+            start(session)
+            running = True  # from here on the session ends the trace itself
+            if watch is None:
+                return session.run()
+            with watch(session.progress):
+                return session.run()
+    except BaseException:
+        if not running:
+            writer.abandon()
+        raise
+    finally:
+        if table is not None:
+            table.close()
 
 
 def record(
@@ -125,25 +151,9 @@ def record(
     if not argv or not argv[0]:
         raise AlloctraceError("no program given to trace")
     writer = TraceWriter(output, header)
-    table: StackTable | None = None
-    if stacks is None and options.stacks:
-        stacks = table = _stack_table(writer, options.stack_depth)
-    try:
-        session = Session(writer, options, stacks, notify)
-    except BaseException:  # the C loop is not built: no file may stay behind
-        writer.abandon()
-        raise
-    try:
-        with session.handling_signals():
-            try:
-                session.spawn(list(argv), environment)
-            except BaseException:
-                writer.abandon()
-                raise
-            return _run(session, watch)
-    finally:
-        if table is not None:
-            table.close()
+    return _trace(
+        writer, options, stacks, notify, watch, lambda s: s.spawn(list(argv), environment)
+    )
 
 
 def attach(
@@ -176,20 +186,5 @@ def attach(
         attached=True,
     )
     writer = TraceWriter(output, header)
-    table: StackTable | None = None
-    if stacks is None and options.stacks:
-        stacks = table = _stack_table(writer, options.stack_depth)
-    session = Session(
-        writer, dataclasses.replace(options, seccomp=False, phases=False), stacks, notify
-    )
-    try:
-        with session.handling_signals():
-            try:
-                session.attach(pid)
-            except BaseException:
-                writer.abandon()
-                raise
-            return _run(session, watch)
-    finally:
-        if table is not None:
-            table.close()
+    options = dataclasses.replace(options, seccomp=False, phases=False)
+    return _trace(writer, options, stacks, notify, watch, lambda s: s.attach(pid))
