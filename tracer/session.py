@@ -675,10 +675,7 @@ class Session:
         )
         if stacks is not None and not failed:
             self._update_modules(name, regs, pid, raw)
-        if self._seccomp:
-            pt.resume(tid)
-        else:
-            pt.resume_to_syscall(tid)
+        self._resume(tid)
 
     def _arguments(self, name: str, regs: pt.Registers, tid: int, pid: int) -> str:
         """The call's arguments as JSON members (names from man 2, see docs/trace-format.md)."""
