@@ -181,6 +181,11 @@ class ArenaRow:
     per_thread_max: int
     phases: list[str]
 
+    @property
+    def other_threads(self) -> int:
+        """Threads other than a main thread that created one."""
+        return self.threads - (1 if self.by_main else 0)
+
 
 @dataclass
 class ThreadRow:
@@ -970,7 +975,7 @@ def _arena_sentences(summary: Summary) -> list[str]:
             clauses.append(f"{row.by_main} for the main thread{when}")
         others = row.count - row.by_main
         if others:
-            made = row.threads - (1 if row.by_main else 0)
+            made = row.other_threads
             spread = (
                 f"{row.per_thread_min}"
                 if row.per_thread_min == row.per_thread_max

@@ -19,6 +19,7 @@ from analyzers.diff import Diff, MetricRow, Sources
 from analyzers.summarize import (
     SYSCALL_KINDS,
     AllocatorFact,
+    ArenaRow,
     Figures,
     RoleRow,
     Summary,
@@ -134,6 +135,13 @@ def _role_sizes(row: RoleRow) -> str:
 
 def _kind(owner: str, kind: str) -> str:
     return kind.removeprefix(owner + " ")
+
+
+def _per_thread(row: ArenaRow) -> str:
+    """How many each creating thread made: "2", or "1-3" when they differ."""
+    if row.per_thread_min == row.per_thread_max:
+        return str(row.per_thread_min)
+    return f"{row.per_thread_min}-{row.per_thread_max}"
 
 
 # ---- the report of one trace ---------------------------------------------------------------
@@ -369,12 +377,6 @@ def _thread_sections(summary: Summary) -> list[Section]:
         ]
         cells = []
         for a in summary.arenas:
-            others = a.threads - (1 if a.by_main else 0)
-            spread = (
-                str(a.per_thread_min)
-                if a.per_thread_min == a.per_thread_max
-                else f"{a.per_thread_min}-{a.per_thread_max}"
-            )
             cells.append(
                 [
                     a.owner,
@@ -382,8 +384,8 @@ def _thread_sections(summary: Summary) -> list[Section]:
                     str(a.count),
                     size(a.reserved),
                     count(a.by_main),
-                    count(others),
-                    spread,
+                    count(a.other_threads),
+                    _per_thread(a),
                     ", ".join(phase_words(p) for p in a.phases),
                 ]
             )
@@ -572,12 +574,6 @@ def diff_document(d: Diff) -> Document:
         cells = []
         for va in d.arenas:
             for a in va.arenas:
-                others = a.threads - (1 if a.by_main else 0)
-                spread = (
-                    str(a.per_thread_min)
-                    if a.per_thread_min == a.per_thread_max
-                    else f"{a.per_thread_min}-{a.per_thread_max}"
-                )
                 cells.append(
                     [
                         va.label,
@@ -585,8 +581,8 @@ def diff_document(d: Diff) -> Document:
                         str(a.count),
                         size(a.reserved),
                         count(a.by_main),
-                        f"{others} of {va.threads}" if va.threads else "-",
-                        spread,
+                        f"{a.other_threads} of {va.threads}" if va.threads else "-",
+                        _per_thread(a),
                     ]
                 )
             if not va.arenas:
