@@ -83,6 +83,8 @@ EVENT_COLUMNS: Final[tuple[tuple[str, str], ...]] = (
     ("stack_id", "the id of the call stack in the trace file"),
     ("stack", "the call stack, innermost frame first: object(function+0xoff) joined by ';'"),
 )
+# The recorded fields, in the record's order (its stack comes as stack_id and stack).
+_SYSCALL_COLUMNS = tuple(f.name for f in dataclasses.fields(Syscall) if f.name != "stack")
 _INT_COLUMNS = ("seq", "ts_ns", "dur_ns", "pid", "tid")
 _NULLABLE_INT_COLUMNS = (
     "addr",
@@ -278,27 +280,7 @@ class Trace:
         classified = self.classified
         events = [c.event for c in classified]
         cols: dict[str, list[Any]] = {}
-        for name in (
-            "seq",
-            "ts_ns",
-            "dur_ns",
-            "pid",
-            "tid",
-            "syscall",
-            "addr",
-            "length",
-            "prot",
-            "flags",
-            "fd",
-            "offset",
-            "path",
-            "new_length",
-            "new_addr",
-            "advice",
-            "name",
-            "result",
-            "errno",
-        ):
+        for name in _SYSCALL_COLUMNS:
             getter = operator.attrgetter(name)
             cols[name] = [getter(e) for e in events]
         cols["prot_names"] = _named(cols["prot"], flags.prot_names)
