@@ -2,11 +2,12 @@
 
 One ``ElfObject`` per file, cached by build-id (or path, inode and mtime when the file has none)
 in bounded caches, so every process that maps libc shares one parse. Everything is lazy:
-opening reads the ELF and program headers only; call-frame information is found through
-``.eh_frame_hdr`` by bisection and one FDE is decoded when a pc first needs it (pyelftools
-0.32 decodes a single entry in tens of microseconds, the whole of libc's CFI in 20+ ms);
-symbols are read with ``struct`` straight from ``.symtab``/``.dynsym``. pyelftools is pinned to
-0.32: 0.33 raises on ``DW_CFA_GNU_args_size`` (docs/how-it-works.md, "Call stacks").
+opening reads the ELF, program and section headers and the build-id note only; call-frame
+information is found through ``.eh_frame_hdr`` by bisection and one FDE is decoded when a pc
+first needs it (pyelftools 0.32 decodes a single entry in tens of microseconds, the whole of
+libc's CFI in 20+ ms); symbols are read with ``struct`` straight from ``.symtab``/``.dynsym``.
+pyelftools is pinned to 0.32: 0.33 raises on ``DW_CFA_GNU_args_size`` (docs/how-it-works.md,
+"Call stacks").
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO, Final
 
 from elftools.common.exceptions import ELFError
+from elftools.common.utils import struct_parse as _struct_parse
 from elftools.dwarf import callframe as _callframe
 from elftools.dwarf import dwarf_expr as _dwarf_expr
 from elftools.dwarf import structs as _dwarf_structs
@@ -33,6 +35,7 @@ RegisterRule: Any = _callframe.RegisterRule
 DWARFExprParser: Any = _dwarf_expr.DWARFExprParser
 DWARFStructs: Any = _dwarf_structs.DWARFStructs
 ELFFile: Any = _elffile.ELFFile
+struct_parse: Any = _struct_parse
 
 # DWARF register numbers on x86-64 (System V psABI, figure 3.36).
 RBX: Final = 3
@@ -172,24 +175,57 @@ class ElfObject:
         if self._elf.elfclass != 64 or not self._elf.little_endian:
             raise ELFError("not a 64-bit little-endian ELF object")
         self.e_type: str = self._elf["e_type"]
+        # Headers, not pyelftools' segment and section objects: building the PT_DYNAMIC segment
+        # or the name map builds every section, and a hash section parses its whole table at
+        # construction (15,000 struct reads for libc). Only the sections asked for are built.
+        phoff, phentsize = self._elf["e_phoff"], self._elf["e_phentsize"]
+        phdrs = [
+            struct_parse(self._elf.structs.Elf_Phdr, data, phoff + i * phentsize)
+            for i in range(self._elf.num_segments())
+        ]
         self.segments: tuple[Segment, ...] = tuple(
-            Segment(s["p_vaddr"], s["p_offset"], s["p_filesz"], s["p_memsz"], s["p_flags"])
-            for s in self._elf.iter_segments()
-            if s["p_type"] == "PT_LOAD"
+            Segment(h["p_vaddr"], h["p_offset"], h["p_filesz"], h["p_memsz"], h["p_flags"])
+            for h in phdrs
+            if h["p_type"] == "PT_LOAD"
         )
+        self._interp = next(
+            ((h["p_offset"], h["p_filesz"]) for h in phdrs if h["p_type"] == "PT_INTERP"), None
+        )
+        self._shdrs, self._section_index = self._read_section_headers()
         self.build_id = self._read_build_id()
         self._rows: dict[int, CfiRow] = {}
         self._cfi_sources: list[_CfiSource] | None = None
         self._symbols: FunctionSymbols | None = None
         self._expr_parser: Any = DWARFExprParser(_STRUCTS)
 
+    def _read_section_headers(self) -> tuple[list[Any], dict[str, int]]:
+        """The section headers, and each name's index (the last of a repeated name, as in
+        pyelftools' own map)."""
+        elf = self._elf
+        size = elf["e_shentsize"]
+        if not elf["e_shoff"] or size < elf.structs.Elf_Shdr.sizeof():
+            return [], {}
+        headers = [
+            struct_parse(elf.structs.Elf_Shdr, self._stream, elf["e_shoff"] + i * size)
+            for i in range(elf.num_sections())
+        ]
+        names = elf.get_section(elf.get_shstrndx())
+        if not hasattr(names, "get_string"):
+            raise ELFError("no section name table")
+        return headers, {names.get_string(h["sh_name"]): i for i, h in enumerate(headers)}
+
+    def _section(self, name: str) -> Any:
+        """The pyelftools section called ``name`` (None when absent), built on its own."""
+        index = self._section_index.get(name)
+        return None if index is None else self._elf.get_section(index)
+
     # -- identity and layout ----------------------------------------------------------------
 
     def _read_build_id(self) -> str | None:
-        for section in self._elf.iter_sections():
-            if section["sh_type"] != "SHT_NOTE":
+        for i, header in enumerate(self._shdrs):
+            if header["sh_type"] != "SHT_NOTE":
                 continue
-            for note in section.iter_notes():
+            for note in self._elf.get_section(i).iter_notes():
                 if note["n_type"] == "NT_GNU_BUILD_ID":
                     return str(note["n_desc"])
         return None
@@ -219,7 +255,7 @@ class ElfObject:
 
     def section_data(self, name: str) -> bytes | None:
         """The bytes of section ``name`` (None when absent or without file contents)."""
-        section = self._elf.get_section_by_name(name)
+        section = self._section(name)
         if section is None or section["sh_type"] == "SHT_NOBITS":
             return None
         data: bytes = section.data()
@@ -233,15 +269,16 @@ class ElfObject:
     @property
     def interpreter(self) -> str | None:
         """PT_INTERP: the dynamic loader the kernel maps with this program (None: static)."""
-        for segment in self._elf.iter_segments():
-            if segment["p_type"] == "PT_INTERP":
-                return str(segment.get_interp_name())
-        return None
+        if self._interp is None:
+            return None
+        offset, size = self._interp
+        self._stream.seek(offset)
+        return self._stream.read(size).split(b"\0", 1)[0].decode(errors="replace")
 
     def symbol_address(self, name: str) -> int | None:
         """The address of function ``name``: by the GNU hash table for exported symbols (no
         scan of the whole symbol table: 7 ms instead of 55 ms for libc), else by the symbols."""
-        table = self._elf.get_section_by_name(".gnu.hash")
+        table = self._section(".gnu.hash")
         if table is not None and hasattr(table, "get_symbol"):
             symbol = table.get_symbol(name)
             if symbol is not None and symbol["st_value"]:
@@ -254,7 +291,7 @@ class ElfObject:
 
     def dynamic(self) -> tuple[str | None, tuple[str, ...]]:
         """DT_SONAME and the DT_NEEDED names, in the order the loader reads them."""
-        section = self._elf.get_section_by_name(".dynamic")
+        section = self._section(".dynamic")
         if section is None or not hasattr(section, "iter_tags"):
             return None, ()
         soname: str | None = None
@@ -341,7 +378,7 @@ class ElfObject:
     def _open_cfi(self) -> list[_CfiSource]:
         """``.eh_frame`` (indexed by ``.eh_frame_hdr``), then ``.debug_frame``."""
         sources: list[_CfiSource] = []
-        eh_frame = self._elf.get_section_by_name(".eh_frame")
+        eh_frame = self._section(".eh_frame")
         if eh_frame is not None and eh_frame["sh_type"] != "SHT_NOBITS" and eh_frame["sh_size"]:
             data = eh_frame.data()
             cfi = CallFrameInfo(
@@ -349,7 +386,7 @@ class ElfObject:
             )
             index = self._eh_frame_hdr_index(eh_frame["sh_addr"], len(data))
             sources.append(_CfiSource(cfi, index))
-        debug_frame = self._elf.get_section_by_name(".debug_frame")
+        debug_frame = self._section(".debug_frame")
         if debug_frame is not None and debug_frame["sh_type"] != "SHT_NOBITS":
             data = debug_frame.data()
             sources.append(_CfiSource(CallFrameInfo(io.BytesIO(data), len(data), 0, _STRUCTS)))
@@ -358,7 +395,7 @@ class ElfObject:
     def _eh_frame_hdr_index(
         self, eh_frame_addr: int, size: int
     ) -> tuple[list[int], list[int]] | None:
-        hdr = self._elf.get_section_by_name(".eh_frame_hdr")
+        hdr = self._section(".eh_frame_hdr")
         if hdr is None:
             return None
         data = hdr.data()
@@ -392,7 +429,7 @@ class ElfObject:
 
     def has_symtab(self) -> bool:
         """True when the object carries a full ``.symtab`` (not only dynamic symbols)."""
-        section = self._elf.get_section_by_name(".symtab")
+        section = self._section(".symtab")
         return section is not None and section["sh_type"] == "SHT_SYMTAB"
 
     def function_symbols(self) -> FunctionSymbols:
@@ -405,7 +442,7 @@ class ElfObject:
         best: dict[int, tuple[tuple[int, int, int, int], str, int]] = {}
         executable: dict[int, bool] = {}  # section index → SHF_EXECINSTR
         for section_name in (".symtab", ".dynsym"):
-            section = self._elf.get_section_by_name(section_name)
+            section = self._section(section_name)
             if section is None or section["sh_type"] not in ("SHT_SYMTAB", "SHT_DYNSYM"):
                 continue
             strtab = self._elf.get_section(section["sh_link"]).data()
@@ -417,7 +454,7 @@ class ElfObject:
                     continue
                 if kind == _STT_NOTYPE:  # assembler labels (ld.so's _start): code only
                     if shndx not in executable:
-                        flags = self._elf.get_section(shndx)["sh_flags"]
+                        flags = self._shdrs[shndx]["sh_flags"] if shndx < len(self._shdrs) else 0
                         executable[shndx] = bool(flags & _SHF_EXECINSTR)
                     if not executable[shndx]:
                         continue
