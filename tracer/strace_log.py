@@ -18,6 +18,7 @@ import re
 import signal as signal_module
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
+from functools import partial
 
 from tracer import flags
 from tracer.errors import AlloctraceError
@@ -149,23 +150,6 @@ class StraceLog:
 
 
 @dataclass(frozen=True, slots=True)
-class _Args:
-    """The decoded arguments of one memory syscall."""
-
-    addr: int | None = None
-    length: int | None = None
-    prot: int | None = None
-    flags: int | None = None
-    fd: int | None = None
-    offset: int | None = None
-    path: str | None = None
-    new_length: int | None = None
-    new_addr: int | None = None
-    advice: int | None = None
-    name: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class _Pending:
     """The first half of a call strace printed as ``<unfinished ...>``."""
 
@@ -276,7 +260,9 @@ class _Parser:
         self.prefixed = False  # a [pid N] prefix was seen: unprefixed lines mean one process
         self.live: set[int] = {initial_pid} if initial_pid is not None else set()
         self.pending: dict[int | None, _Pending] = {}
-        self.slots: list[StraceCall | None] = []
+        # Each memory call in order of entry, every field bound but its frames, which follow
+        # its line: it is built once they are all read.
+        self.slots: list[partial[StraceCall] | None] = []
         self.frames: dict[int, list[StraceFrame]] = {}  # by slot
         self.signal_frames: dict[int, list[StraceFrame]] = {}  # by index in log.signals
         # Where -k stack lines go: the frames of the call or signal printed last. A skipped
@@ -307,7 +293,7 @@ class _Parser:
         for pid in list(self.pending):
             self._abandon(pid)
         self.log.calls = [
-            replace(call, frames=tuple(self.frames.get(slot, ())))
+            call(frames=tuple(self.frames.get(slot, ())))
             for slot, call in enumerate(self.slots)
             if call is not None
         ]
@@ -441,30 +427,20 @@ class _Parser:
         if match is None:
             return False
         try:
-            args = _decode(syscall, match["args"])
+            arguments = _decode(syscall, match["args"])
             errno = _errno(match["errname"])
             value = match["value"]
             result = None if value == "?" or errno is not None else int(value, 0)  # "01": bad
             dur = float(match["dur"]) if match["dur"] else None
         except ValueError:
             return False
-        call = StraceCall(
+        call = partial(
+            arguments,
             line=lineno,
             pid=pid,
             ts=ts,
             dur=dur,
             syscall=syscall,
-            addr=args.addr,
-            length=args.length,
-            prot=args.prot,
-            flags=args.flags,
-            fd=args.fd,
-            offset=args.offset,
-            path=args.path,
-            new_length=args.new_length,
-            new_addr=args.new_addr,
-            advice=args.advice,
-            name=args.name,
             result=result,
             errno=errno,
         )
@@ -543,13 +519,14 @@ def _is_memory(syscall: str, text: str) -> bool:
     return option == "PR_SET_VMA" or _COMMENT.sub("", option) == f"{flags.PR_SET_VMA:#x}"
 
 
-def _decode(syscall: str, args: str) -> _Args:
-    """The decoded arguments of a memory syscall; ValueError if they are malformed."""
+def _decode(syscall: str, args: str) -> partial[StraceCall]:
+    """A memory syscall's decoded arguments, bound to StraceCall; ValueError if malformed."""
     if syscall == "mmap":
         addr, length, prot, map_flags, rest = _split(args, 5)
         fd_text, offset = rest.rsplit(", ", 1)
         fd, path = _fd(fd_text)
-        return _Args(
+        return partial(
+            StraceCall,
             addr=_num(addr),
             length=_num(length),
             prot=flags.parse_prot(prot),
@@ -560,18 +537,21 @@ def _decode(syscall: str, args: str) -> _Args:
         )
     if syscall == "munmap":
         addr, length = _split(args, 2)
-        return _Args(addr=_num(addr), length=_num(length))
+        return partial(StraceCall, addr=_num(addr), length=_num(length))
     if syscall == "mprotect":
         addr, length, prot = _split(args, 3)
-        return _Args(addr=_num(addr), length=_num(length), prot=flags.parse_prot(prot))
+        return partial(
+            StraceCall, addr=_num(addr), length=_num(length), prot=flags.parse_prot(prot)
+        )
     if syscall == "brk":
-        return _Args(addr=_num(args))
+        return partial(StraceCall, addr=_num(args))
     if syscall == "mremap":
         parts = args.split(", ")
         if len(parts) not in (4, 5):
             raise ValueError(f"expected 4 or 5 arguments in {args!r}")
         # strace prints new_address only with MREMAP_MAYMOVE|MREMAP_FIXED, when the kernel reads it.
-        return _Args(
+        return partial(
+            StraceCall,
             addr=_num(parts[0]),
             length=_num(parts[1]),
             new_length=_num(parts[2]),
@@ -580,14 +560,16 @@ def _decode(syscall: str, args: str) -> _Args:
         )
     if syscall == "madvise":
         addr, length, advice = _split(args, 3)
-        return _Args(addr=_num(addr), length=_num(length), advice=flags.parse_madvise(advice))
+        return partial(
+            StraceCall, addr=_num(addr), length=_num(length), advice=flags.parse_madvise(advice)
+        )
     return _decode_prctl(args)
 
 
-def _decode_prctl(args: str) -> _Args:
+def _decode_prctl(args: str) -> partial[StraceCall]:
     """prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME, addr, len, name)."""
     _, _, addr, length, name = _split(args, 5)
-    return _Args(addr=_num(addr), length=_num(length), name=_string(name))
+    return partial(StraceCall, addr=_num(addr), length=_num(length), name=_string(name))
 
 
 def _string(text: str) -> str | None:
