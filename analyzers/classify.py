@@ -144,6 +144,8 @@ class Classifier:
                 self._verdicts[key] = verdict
             if verdict is not None:
                 decided = verdict.classify(event)
+                if verdict.category == "user" and event.syscall == "munmap":
+                    decided = self._released_by_mapper(event, verdict, state) or decided
         if decided is None:
             decided = self._by_region(event, state)
         if decided is None:
@@ -164,8 +166,9 @@ class Classifier:
         )
         name = decider.object_name
         functions = [_CLONE_SUFFIX.sub("", f.function) for f in stack if f.function]
+        static = is_exe and _is_static(exe)
         for rule in self.rules.rules:
-            if not rule.claims(name, is_exe, decider_function):
+            if not rule.claims(name, is_exe, decider_function, static):
                 continue
             if rule.context is not None and not any(rule.context.fullmatch(f) for f in functions):
                 continue
@@ -200,6 +203,31 @@ class Classifier:
             decider.object,
             decider.function,
         )
+
+    def _released_by_mapper(
+        self, event: Syscall, verdict: _Verdict, state: ProcessState
+    ) -> Classified | None:
+        """A munmap of exactly a mapping that a runtime or allocator in the same object made.
+
+        A free function that ends by tail-calling munmap leaves no frame of its own, so the
+        stack names whatever called it (CPython's arena free under ``PyObject_GC_Del``); the
+        object that mapped the range and unmaps the whole of it is releasing it.
+        """
+        region = state.space.find(event.addr or 0)
+        if (
+            region is None
+            or region.category not in ("allocator", "runtime")
+            or region.object is None
+            or verdict.object is None
+            or (region.start, region.end) != (event.addr, (event.addr or 0) + _pages(event.length))
+            or not _same_file(region.object, verdict.object)
+        ):
+            return None
+        found = self._by_region(event, state)
+        if found is None:
+            return None
+        caller = f"{os.path.basename(verdict.object)}({verdict.function or '?'})"
+        return replace(found, reason=f"{found.reason}, unmapped whole from {caller}")
 
     def _by_region(self, event: Syscall, state: ProcessState) -> Classified | None:
         """munmap/mprotect/madvise/mremap of a mapping whose owner is known."""
@@ -345,6 +373,13 @@ def _kernel_objects(exe: str) -> set[str]:
     if obj is not None and obj.interpreter:
         paths.add(os.path.realpath(obj.interpreter))
     return paths
+
+
+@functools.lru_cache(maxsize=256)
+def _is_static(exe: str) -> bool:
+    """No PT_INTERP: the executable carries its libc (glibc's or musl's malloc, nptl)."""
+    obj = elf.open_elf(exe)
+    return obj is not None and not obj.interpreter
 
 
 def loader_names(exe: str) -> set[str]:

@@ -13,6 +13,7 @@ from tracer.errors import AlloctraceError
 
 _DEFAULT = Path(__file__).parent / "rules" / "default.toml"
 EXE = "{exe}"  # in `objects`: the process's own executable
+STATIC_EXE = "{static-exe}"  # in `objects`: the executable when statically linked (it has a libc)
 
 
 def _pattern(globs: list[str]) -> re.Pattern[str] | None:
@@ -40,6 +41,7 @@ class Rule:
     role: str
     objects: re.Pattern[str] | None
     exe: bool  # `objects` includes {exe}
+    static_exe: bool  # `objects` includes {static-exe}
     functions: re.Pattern[str] | None
     context: re.Pattern[str] | None
     roles: tuple[Role, ...]
@@ -47,13 +49,16 @@ class Rule:
     unnamed: bool = False  # claims only frames without a function name (stripped code)
     defer: bool = False  # the frame cannot tell: leave the event to region and heuristics
 
-    def claims(self, object_name: str, is_exe: bool, function: str | None) -> bool:
-        """Does the decider frame (object file name, function) belong to this rule?"""
+    def claims(
+        self, object_name: str, is_exe: bool, function: str | None, static: bool = False
+    ) -> bool:
+        """Does the decider frame (object file name, function) belong to this rule?
+        ``static``: the frame is in a statically linked executable."""
         if self.unnamed and function is not None:
             return False
-        if self.objects is not None or self.exe:
+        if self.objects is not None or self.exe or self.static_exe:
             in_objects = self.objects is not None and bool(self.objects.fullmatch(object_name))
-            if not (in_objects or (self.exe and is_exe)):
+            if not (in_objects or (is_exe and (self.exe or (self.static_exe and static)))):
                 return False
         if self.functions is not None:
             return function is not None and bool(self.functions.fullmatch(function))
@@ -107,8 +112,9 @@ def parse_rules(text: str, source: str) -> RuleSet:
                 category=str(table["category"]),
                 owner=str(table["owner"]),
                 role=str(table["role"]),
-                objects=_pattern([o for o in objects if o != EXE]),
+                objects=_pattern([o for o in objects if o not in (EXE, STATIC_EXE)]),
                 exe=EXE in objects,
+                static_exe=STATIC_EXE in objects,
                 functions=_pattern(_strings(table, "functions", where)),
                 context=_pattern(_strings(table, "context", where)),
                 roles=roles,
