@@ -33,7 +33,8 @@ Labelling a call
        tail-calls munmap: it is not on the stack)
     5. anything else: the executable or a library it uses  -> user
 
-A call without a usable frame gets no label (None).
+A call without a usable frame gets no label (None), nor does one decided in musl's libc
+(ld-musl, libc.so): it has no symbols for its internals, nothing to name malloc's code by.
 """
 
 from __future__ import annotations
@@ -69,6 +70,8 @@ MALLOC = re.compile(
 THREAD = re.compile(r".*(pthread_create|stack).*|start_thread")
 PYMALLOC = re.compile(r"_PyObject_Arena.*|new_arena")
 ALLOCATOR_LIBS = ("libjemalloc", "libtcmalloc", "libmimalloc")
+GLIBC_LIBS = ("libc.so.6", "libc-2.")  # not musl's libc.so
+MUSL_LIBS = ("ld-musl", "libc.musl")
 
 # Run inside the traced interpreter: where its arena allocator's functions are (ELF addresses).
 _ASK_PYTHON = """
@@ -218,7 +221,7 @@ def name_frames(frames: Sequence[StraceFrame]) -> list[Named]:
         if address is not None:
             names = obj.names_at(address - (1 if depth else 0))
         base = os.path.basename(frame.path)
-        glibc = base.startswith("libc.so") or (
+        glibc = base.startswith(GLIBC_LIBS) or (
             obj.static and bool(names) and names <= _libc_a_functions()
         )
         out.append(Named(base, names, glibc))
@@ -233,6 +236,8 @@ def label_frames(frames: Sequence[Named]) -> Label | None:
     decider = frames[index]
     where = str(decider)
 
+    if decider.object.startswith(MUSL_LIBS) or decider.object == "libc.so":
+        return None
     if decider.object.startswith("ld-linux"):
         return Label("loader", where, "ld.so's code")
     if decider.object.startswith(ALLOCATOR_LIBS):
