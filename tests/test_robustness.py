@@ -328,6 +328,41 @@ def test_alloctrace_killed_while_attached_leaves_the_program_running_unharmed(
     assert done["failed"] == "0"
 
 
+def test_detach_gives_up_on_a_thread_that_cannot_stop_and_the_kernel_releases_it(
+    tmp_path: Path, targets: list[Target]
+) -> None:
+    """A vfork parent waits in the kernel until its child is gone, and no ptrace request stops
+    it there. On SIGINT alloctrace detaches the child, gives up on the parent when its cleanup
+    time is over (long before the child's 60 s end), says so, and exits; the kernel then
+    releases the parent, which finishes its work untraced."""
+    target = Target(fixture("vforkhold"), "60")
+    targets.append(target)
+    target.stderr.wait_for("ready=1")
+    out = tmp_path / "held.jsonl"
+    tracer = Alloctrace("record", "--no-stacks", "--pid", str(target.pid), "-o", str(out))
+    deadline = time.monotonic() + 20
+    while procfs.tracer_of(target.pid) != tracer.proc.pid:
+        assert time.monotonic() < deadline, "alloctrace did not attach"
+        time.sleep(0.02)
+    os.kill(target.pid, signal.SIGUSR1)
+    child = int(target.stderr.wait_for("child=").split("child=")[1].split()[0])
+    _wait_state(target.pid, "D")  # in the kernel's vfork wait
+    tracer.signal(signal.SIGINT)
+    result = tracer.finish(out)
+    assert result.code == 0, result.stderr
+    assert procfs.state(child) not in ("", "Z", "X"), "alloctrace did not wait for the child"
+    assert f"could not detach from threads [{target.pid}]" in result.stderr
+    assert footer_of(result)[0] == "detached"
+    assert result.trace is not None and result.trace.footer is not None
+    message = result.trace.footer.message or ""
+    assert f"threads [{target.pid}] were not detached in time" in message
+    assert procfs.tracer_of(target.pid) == 0 and procfs.tracer_of(child) == 0
+    os.kill(child, signal.SIGKILL)  # the parent's vfork wait ends; it reports and exits
+    assert target.proc.wait(timeout=30) == 0
+    (done,) = [r for r in parse_reports(target.stderr.all(), "vforkhold") if "done" in r]
+    assert done["status"] == "-1"  # the child was killed, not exited
+
+
 def test_attach_traces_until_the_process_exits(tmp_path: Path, targets: list[Target]) -> None:
     target = Target(fixture("longrun"), "3", "2")
     targets.append(target)
