@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from collections import defaultdict
@@ -19,7 +20,7 @@ import alloctrace
 from analyzers.model import Classified
 from tests.helpers import MEMORY_TRACE, fixture, record, strace
 from tracer.errors import AlloctraceError
-from tracer.records import Exec, Exit, Module, Spawn, Syscall
+from tracer.records import Exec, Exit, Memory, Module, Spawn, Syscall
 from tracer.strace_import import import_strace
 from tracer.traceformat import read_trace
 
@@ -31,6 +32,19 @@ def _import(tmp_path: Path, text: str, name: str = "log.txt") -> tuple[Path, Pat
     log = tmp_path / name
     log.write_text(text)
     return log, tmp_path / (name + ".jsonl")
+
+
+def _strace_f(tmp_path: Path, argv: list[str], to: str) -> str:
+    """``strace -f`` of argv (every syscall): its -o FILE, or its stderr, where strace's notes
+    cut lines in two and pids are printed only while two processes run."""
+    if to == "file":
+        return strace(tmp_path, argv, "-f")
+    if shutil.which("strace") is None:
+        pytest.skip("strace is not installed")
+    run = subprocess.run(
+        ["strace", "-f", "--", *argv], capture_output=True, text=True, timeout=240, check=False
+    )
+    return run.stderr
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -159,8 +173,9 @@ def test_k_frames_of_another_build_are_left_unresolved(tmp_path: Path) -> None:
 # -- processes, threads, time --------------------------------------------------------------
 
 
-def test_processes_from_clone_lines(tmp_path: Path) -> None:
-    text = strace(tmp_path, [fixture("forkexec")], "-f")  # every syscall: clone and execve too
+@pytest.mark.parametrize("to", ["file", "stderr"])
+def test_processes_from_clone_lines(tmp_path: Path, to: str) -> None:
+    text = _strace_f(tmp_path, [fixture("forkexec")], to)  # every syscall: clone and execve too
     log, out = _import(tmp_path, text)
     report = import_strace(log, out)
     assert report.process_rule == "clone lines" and report.processes == 2
@@ -175,8 +190,9 @@ def test_processes_from_clone_lines(tmp_path: Path) -> None:
     assert data.footer.status == 0
 
 
-def test_threads_from_clone3_lines(tmp_path: Path) -> None:
-    text = strace(tmp_path, [fixture("threads"), "3"], "-f")
+@pytest.mark.parametrize("to", ["file", "stderr"])
+def test_threads_from_clone3_lines(tmp_path: Path, to: str) -> None:
+    text = _strace_f(tmp_path, [fixture("threads"), "3"], to)
     log, out = _import(tmp_path, text)
     import_strace(log, out)
     data = read_trace(out)
@@ -244,6 +260,32 @@ def test_exec_argv_and_k_program(tmp_path: Path) -> None:
     assert (data.header.program, data.header.argv) == ("/bin/true", ["true", 'a"b', "c d"])
     import_strace(log, out, program="/usr/bin/other", argv=["other"])
     assert read_trace(out).header.argv == ["other"]
+
+
+def test_exec_in_a_thread(tmp_path: Path) -> None:
+    """execve returns in the leader's pid, on a line without one: the process's new program."""
+    text = """\
+mmap(NULL, 8392704, PROT_NONE, MAP_PRIVATE|MAP_ANONYMOUS|MAP_STACK, -1, 0) = 0x7f200fe69000
+strace: Process 9400 attached
+[pid  9400] mmap(NULL, 4096, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = 0x7f2010857000
+[pid  9400] execve("/bin/true", ["/bin/true"], 0x7ffe2e4242a8 /* 35 vars */ <pid changed to 9399 ...>
++++ superseded by execve in pid 9400 +++
+<... execve resumed>)                   = 0
+mmap(NULL, 8192, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = 0x7fc7559b1000
++++ exited with 0 +++
+"""  # noqa: E501
+    log, out = _import(tmp_path, text)
+    import_strace(log, out)
+    data = read_trace(out)
+    assert (data.header.program, data.header.argv) == ("/bin/true", ["/bin/true"])
+    # An import has no Memory events (nor their lack of a tid).
+    assert [(e.KIND, e.pid, e.tid) for e in data.events if not isinstance(e, Memory)] == [
+        ("syscall", 9399, 9399),
+        ("syscall", 9399, 9400),
+        ("exec", 9399, 9399),
+        ("syscall", 9399, 9399),
+        ("exit", 9399, 9399),
+    ]
 
 
 # -- problems ------------------------------------------------------------------------------

@@ -20,7 +20,15 @@ import pytest
 
 from tracer import flags
 from tracer.errors import AlloctraceError
-from tracer.strace_log import StraceCall, StraceFrame, StraceLog, parse_strace, read_strace
+from tracer.strace_log import (
+    StraceCall,
+    StraceExec,
+    StraceFrame,
+    StraceLog,
+    StraceSpawn,
+    parse_strace,
+    read_strace,
+)
 
 DATA = Path(__file__).parent / "data" / "strace"
 TRACED = "mmap,munmap,brk,mprotect,mremap,madvise,prctl"
@@ -426,6 +434,28 @@ def test_real_log_of_threads_merges_unfinished_calls(
         assert all(call.frames for call in run.log.calls)
 
 
+@pytest.mark.parametrize("options", [["-f", "out"], ["-f"], ["-f", "-tt", "-T"]], ids=" ".join)
+def test_real_log_spawns(programs: dict[str, Path], tmp_path: Path, options: list[str]) -> None:
+    """clone3 for each thread, clone for the fork: kept in the one pass, even when strace's
+    "Process N attached" cuts the clone line in two (without -o)."""
+    run = run_strace(programs["threads"], options, tmp_path, f"{TRACED},clone,clone3,fork,vfork")
+    assert run.log.unparsed == []
+    tids = {int(line.split()[1]) for line in run.report}  # the four threads and the child
+    spawns = run.log.spawns
+    assert {spawn.child for spawn in spawns} == tids
+    assert [spawn.line for spawn in spawns] == sorted(spawn.line for spawn in spawns)
+    lines = run.text.splitlines()
+    assert all(f"{spawn.syscall}(" in lines[spawn.line - 1] for spawn in spawns)  # its entry
+    (parent,) = {spawn.pid for spawn in spawns}
+    assert parent is not None and parent not in tids
+    threads = [spawn for spawn in spawns if spawn.thread]
+    (forked,) = [spawn for spawn in spawns if not spawn.thread]
+    assert len(threads) == 4 and not any(spawn.sigchld for spawn in threads)
+    assert forked.sigchld and run.log.exits[forked.child].status == 3
+    assert all((spawn.ts is not None) == ("-tt" in options) for spawn in spawns)
+    assert run.log.execs == []
+
+
 def test_real_log_of_a_crash(programs: dict[str, Path], tmp_path: Path) -> None:
     unwinding = _can_unwind(_strace()) is not None
     options = ["-f", "-tt", "-k"] if unwinding else ["-f", "-tt"]
@@ -730,3 +760,74 @@ mmap(NULL, 8192, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = 0x7fc
     assert [(c.pid, c.length) for c in log.calls] == [(9399, 8392704), (9400, 4096), (9399, 8192)]
     assert log.skipped == 1
     assert list(log.exits) == [9399]
+    # It returns on a line without a pid, in the leader's pid: the one process left.
+    assert log.execs == [StraceExec(6, 9399, None, "execve", "/bin/true", ("/bin/true",))]
+
+
+def test_spawns_and_execs() -> None:
+    """-f -o FILE -ttt: plain pid prefixes; calls split in two; failed and unfinished ones."""
+    text = """\
+100 1700000000.000001 execve("/bin/prog", ["prog", "a\\"b", "long"...], 0x7ffd /* 3 vars */) = 0
+100 1700000000.000002 clone3({flags=CLONE_VM|CLONE_FS|CLONE_FILES|CLONE_SIGHAND|CLONE_THREAD|CLONE_SYSVSEM|CLONE_SETTLS|CLONE_PARENT_SETTID|CLONE_CHILD_CLEARTID, child_tid=0x7f0000000990, parent_tid=0x7f0000000990, exit_signal=0, stack=0x7f0000000000, stack_size=0x7fff80, tls=0x7f00000006c0} <unfinished ...>
+101 1700000000.000003 mmap(NULL, 4096, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = 0x7f0000100000
+100 1700000000.000004 <... clone3 resumed> => {parent_tid=[101]}, 88) = 101 <0.000002>
+100 1700000000.000005 clone(child_stack=NULL, flags=CLONE_CHILD_CLEARTID|CLONE_CHILD_SETTID|SIGCHLD, child_tidptr=0x7f0000000a10) = 102
+100 1700000000.000006 clone(child_stack=NULL, flags=CLONE_CHILD_CLEARTID|CLONE_CHILD_SETTID|SIGCHLD, child_tidptr=0x7f0000000a10) = -1 EAGAIN (Resource temporarily unavailable)
+102 1700000000.000007 execve("/bin/missing", ["missing"], 0x7ffd /* 3 vars */) = -1 ENOENT (No such file or directory)
+102 1700000000.000008 execve("/bin/true", ["true"], 0x7ffd /* 3 vars */ <unfinished ...>
+100 1700000000.000009 vfork( <unfinished ...>
+102 1700000000.000010 <... execve resumed>) = 0
+103 1700000000.000011 execve("/bin/never", ["never"], 0x7ffd /* 3 vars */ <unfinished ...>
+100 1700000000.000012 <... vfork resumed>) = 103
+103 1700000000.000013 +++ killed by SIGKILL +++
+102 1700000000.000014 +++ exited with 0 +++
+100 1700000000.000015 --- SIGCHLD {si_signo=SIGCHLD, si_code=CLD_EXITED, si_pid=102, si_uid=0, si_status=0, si_utime=0, si_stime=0} ---
+100 1700000000.000016 fork() = 104
+101 1700000000.000017 +++ exited with 0 +++
+100 1700000000.000018 +++ exited with 0 +++
+"""  # noqa: E501
+    log = parse_strace(text)
+    assert log.unparsed == []
+    assert log.spawns == [  # in order of entry
+        StraceSpawn(2, 100, 1700000000.000002, "clone3", 101, thread=True, sigchld=False),
+        StraceSpawn(5, 100, 1700000000.000005, "clone", 102, thread=False, sigchld=True),
+        StraceSpawn(9, 100, 1700000000.000009, "vfork", 103, thread=False, sigchld=True),
+        StraceSpawn(16, 100, 1700000000.000016, "fork", 104, thread=False, sigchld=True),
+    ]
+    assert log.execs == [  # where they returned; the failed and the unfinished one are not
+        StraceExec(1, 100, 1700000000.000001, "execve", "/bin/prog", ("prog", 'a"b', "long...")),
+        StraceExec(10, 102, 1700000000.00001, "execve", "/bin/true", ("true",)),
+    ]
+    assert [(c.line, c.pid) for c in log.calls] == [(3, 101)]
+    assert log.skipped == 9  # every execve, clone, clone3, vfork and fork
+    assert set(log.exits) == {100, 101, 102, 103}
+    assert [s.name for s in log.signals] == ["SIGCHLD"]
+
+
+def test_spawns_without_o() -> None:
+    """On stderr strace's notes cut the clone line; pids are printed only with two processes."""
+    text = """\
+execve("/bin/forkexec", ["forkexec"], 0x7ffd /* 3 vars */) = 0
+clone(child_stack=NULL, flags=CLONE_CHILD_CLEARTID|CLONE_CHILD_SETTID|SIGCHLDstrace: Process 201 attached
+ <unfinished ...>
+[pid   201] execve("/bin/true", ["true"], 0x7ffd /* 3 vars */ <unfinished ...>
+[pid   200] <... clone resumed>, child_tidptr=0x7f0000000a10) = 201
+[pid   201] <... execve resumed>) = 0
+[pid   201] +++ exited with 0 +++
+--- SIGCHLD {si_signo=SIGCHLD, si_code=CLD_EXITED, si_pid=201, si_uid=0, si_status=0, si_utime=0, si_stime=0} ---
+clone3({flags=CLONE_VM|CLONE_FS|CLONE_FILES|CLONE_SIGHAND|CLONE_THREAD|CLONE_SYSVSEM|CLONE_SETTLS|CLONE_PARENT_SETTID|CLONE_CHILD_CLEARTID, child_tid=0x7f0000000990, parent_tid=0x7f0000000990, exit_signal=0, stack=0x7f0000000000, stack_size=0x7fff80, tls=0x7f00000006c0}strace: Process 202 attached
+ => {parent_tid=[202]}, 88) = 202
+[pid   202] +++ exited with 0 +++
++++ exited with 0 +++
+"""  # noqa: E501
+    log = parse_strace(text)
+    assert log.unparsed == []
+    assert log.spawns == [
+        StraceSpawn(2, 200, None, "clone", 201, thread=False, sigchld=True),
+        StraceSpawn(9, 200, None, "clone3", 202, thread=True, sigchld=False),
+    ]
+    assert log.execs == [
+        StraceExec(1, 200, None, "execve", "/bin/forkexec", ("forkexec",)),
+        StraceExec(6, 201, None, "execve", "/bin/true", ("true",)),
+    ]
+    assert set(log.exits) == {200, 201, 202}

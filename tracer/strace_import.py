@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import bisect
 import os
-import re
 from dataclasses import dataclass, field
 
 from tracer import elf, flags
@@ -58,15 +57,13 @@ from tracer.records import (
     Syscall,
 )
 from tracer.strace_log import (
-    PREFIX,
-    STRING,
     StraceCall,
+    StraceExec,
     StraceExit,
     StraceFrame,
     StraceLog,
+    StraceSpawn,
     parse_strace,
-    timestamp,
-    unescape,
 )
 from tracer.traceformat import TraceWriter
 
@@ -74,13 +71,6 @@ IMPORTER_VERSION = "0.1.0"
 _PAGE_MASK = ~0xFFF
 _DAY = 86400.0
 _NO_PID = 0  # the one thread of a log without pids
-_EXECS = ("execve", "execveat")
-
-_SPAWN_CALL = re.compile(r"(?P<name>clone3?|fork|vfork)\((?P<rest>.*)")
-_EXEC_CALL = re.compile(r"(?P<name>execve|execveat)\((?P<rest>.*)")
-_RESUMED = re.compile(r"<\.\.\. (?P<name>\w+) resumed>(?P<rest>.*)")
-_RESULT = re.compile(r"\)\s+= (?P<value>-?\d+)(?: <\d+(?:\.\d+)?>)?$")
-_CLONE_FLAGS = re.compile(r"flags=(?P<flags>[A-Za-z0-9_|]+)")
 
 
 @dataclass
@@ -129,18 +119,6 @@ class ImportReport:
         return out
 
 
-@dataclass(frozen=True)
-class _TaskCall:
-    """A clone/fork/vfork or execve the log shows (complete, or its two halves)."""
-
-    line: int  # where it was entered (spawns) or completed (execs)
-    tid: int | None
-    ts: float | None
-    name: str
-    text: str  # the arguments, up to the result
-    result: int
-
-
 @dataclass
 class _Process:
     """What the importer tracks per process: threads, break, objects and their modules."""
@@ -184,7 +162,7 @@ def import_strace(
     text = read_log_text(source)
     log = parse_strace(text, source=source)
     _check_not_cut(source, text, log)
-    converter = _Converter(source, os.fspath(output), log, _task_calls(text, log))
+    converter = _Converter(source, os.fspath(output), log)
     header, records, footer = converter.convert(program, argv)
     writer = TraceWriter(output, header)
     try:
@@ -209,104 +187,21 @@ def _check_not_cut(source: str, text: str, log: StraceLog) -> None:
             )
 
 
-# -- the calls strace_log does not keep: task creation and exec ------------------------------
-
-
-def _task_calls(text: str, log: StraceLog) -> list[_TaskCall]:
-    """clone/fork/vfork/execve calls with a result, from the raw log lines."""
-    if not any(word in text for word in ("clone", "fork(", "execve")):
-        return []
-    pending: dict[int | None, tuple[int, float | None, str, str]] = {}
-    out: list[_TaskCall] = []
-    skip_lines = {number for number, _ in log.unparsed}
-    for number, raw in enumerate(text.splitlines(), start=1):
-        if raw.startswith(" > ") or number in skip_lines:
-            continue
-        prefix = PREFIX.match(raw)
-        if prefix is None:  # pragma: no cover - every part of the pattern is optional
-            continue
-        pid_text = prefix["bracket"] or prefix["plain"]
-        tid = int(pid_text) if pid_text else None
-        ts = timestamp(prefix["clock"], prefix["epoch"])
-        body = raw[prefix.end() :]
-        if resumed := _RESUMED.match(body):
-            started = pending.pop(tid, None)
-            if started is None or started[2] != resumed["name"]:
-                continue
-            line, start_ts, name, head = started
-            whole = head + resumed["rest"]
-            at = number if name in _EXECS else line
-            _add_task(out, at, tid, start_ts if at == line else ts, name, whole)
-            continue
-        call = _SPAWN_CALL.match(body) or _EXEC_CALL.match(body)
-        if call is None:
-            continue
-        name, rest = call["name"], call["rest"]
-        if rest.endswith(" <unfinished ...>"):
-            pending[tid] = (number, ts, name, rest[: -len(" <unfinished ...>")])
-        elif changed := re.search(r" <pid changed to (\d+) \.\.\.>$", rest):
-            pending[int(changed[1])] = (number, ts, name, rest[: changed.start()])
-        else:
-            _add_task(out, number, tid, ts, name, rest)
-    return out
-
-
-def _add_task(
-    out: list[_TaskCall], line: int, tid: int | None, ts: float | None, name: str, text: str
-) -> None:
-    result = _RESULT.search(text)
-    if result is None:
-        return
-    value = int(result["value"])
-    if name in _EXECS:
-        if value == 0:
-            out.append(_TaskCall(line, tid, ts, name, text[: result.start()], 0))
-    elif value > 0:
-        out.append(_TaskCall(line, tid, ts, name, text[: result.start()], value))
-
-
-def _exec_path_argv(call: _TaskCall) -> tuple[str, list[str]]:
-    """The program path and argv of an execve/execveat line (the path is its first string)."""
-    first = STRING.search(call.text)
-    if first is None:
-        return "", []
-    path = _exec_string(first["body"])
-    argv: list[str] = []
-    opening = call.text.find("[", first.end())
-    if opening >= 0:
-        pos = opening + 1
-        while match := STRING.match(call.text, pos):
-            argv.append(_exec_string(match["body"]) + ("..." if match["cut"] else ""))
-            pos = match.end()
-            if not call.text.startswith(", ", pos):
-                break
-            pos += 2
-    return path, argv
-
-
-def _exec_string(body: str) -> str:
-    """A string of an exec line, unquoted; as written when its escapes are malformed (the
-    program still ran: its path is worth more than an error)."""
-    try:
-        return unescape(body)
-    except ValueError:
-        return body
-
-
 # -- conversion -----------------------------------------------------------------------------
 
 
 class _Converter:
     """One pass over the log's calls, spawns, execs and exits, in line order."""
 
-    def __init__(self, source: str, output: str, log: StraceLog, tasks: list[_TaskCall]) -> None:
+    def __init__(self, source: str, output: str, log: StraceLog) -> None:
         self.log = log
-        self.tasks = tasks
         self.report = ImportReport(source, output, skipped=log.skipped, unparsed=log.unparsed)
         # Lines without a pid in a log that has pids belong to the first pid strace printed.
+        tasks: list[StraceSpawn | StraceExec] = [*log.spawns, *log.execs]
+        tasks.sort(key=lambda task: task.line)
         self.default_tid = next(
             (c.pid for c in log.calls if c.pid is not None),
-            next((t.tid for t in tasks if t.tid is not None), _NO_PID),
+            next((t.pid for t in tasks if t.pid is not None), _NO_PID),
         )
         self.processes: dict[int, _Process] = {}
         self.process_of: dict[int, int] = {}
@@ -323,12 +218,7 @@ class _Converter:
         self.objects: dict[str, elf.ElfObject | None] = {}
         self.foreign: dict[str, bool] = {}  # path -> the local file differs from strace's
         self.foreign_frames: dict[str, int] = {}
-        self.spawned: dict[int, bool] = {}  # child tid -> made with CLONE_THREAD
-        for task in tasks:
-            if task.name not in _EXECS:
-                self.spawned[task.result] = task.name.startswith("clone") and _has_clone_thread(
-                    task.text
-                )
+        self.spawned = {spawn.child for spawn in log.spawns}
         if self.spawned:
             self.report.process_rule = "clone lines"
 
@@ -360,7 +250,7 @@ class _Converter:
         return process
 
     def _process_for(self, tid: int, starts_process: bool = False) -> _Process:
-        """The process of ``tid``: rules 2-4 of the module docstring (rule 1 is in _task)."""
+        """The process of ``tid``: rules 2-4 of the module docstring (rule 1 is in _spawn)."""
         pid = self.process_of.get(tid)
         if pid is not None:
             return self.processes[pid]
@@ -389,19 +279,21 @@ class _Converter:
         self, program: str | None, argv: list[str] | None
     ) -> tuple[Header, list[Record], Footer]:
         """Header, records in order (tables before the events that use them), footer."""
-        items: list[tuple[int, int, StraceCall | _TaskCall | StraceExit]] = []
+        items: list[tuple[int, int, StraceCall | StraceSpawn | StraceExec | StraceExit]] = []
         items.extend((c.line, 1, c) for c in self.log.calls)
-        items.extend((t.line, 0, t) for t in self.tasks)
+        items.extend((s.line, 0, s) for s in self.log.spawns)
+        items.extend((e.line, 0, e) for e in self.log.execs)
         items.extend((e.line, 2, e) for e in self.log.exits.values())
         items.sort(key=lambda item: (item[0], item[1]))
-        root_exec: tuple[str, list[str]] | None = None
+        root_exec: StraceExec | None = None
         for _, _, item in items:
             if isinstance(item, StraceCall):
                 self._call(item)
-            elif isinstance(item, _TaskCall):
-                found = self._task(item)
-                if found is not None and root_exec is None:
-                    root_exec = found
+            elif isinstance(item, StraceSpawn):
+                self._spawn(item)
+            elif isinstance(item, StraceExec):
+                if self._exec(item) and root_exec is None:
+                    root_exec = item
             else:
                 self._exit(item)
         report = self.report
@@ -411,7 +303,11 @@ class _Converter:
         report.foreign_objects = {
             path: count for path, count in self.foreign_frames.items() if self.foreign.get(path)
         }
-        exe, exe_argv = root_exec if root_exec is not None else (self._program_from_stacks(), [])
+        exe, exe_argv = (
+            (root_exec.path, list(root_exec.argv))
+            if root_exec is not None
+            else (self._program_from_stacks(), [])
+        )
         header = Header(
             format=FORMAT_NAME,
             version=FORMAT_VERSION,
@@ -432,26 +328,34 @@ class _Converter:
         )
         return header, self.records, self._footer()
 
-    def _task(self, task: _TaskCall) -> tuple[str, list[str]] | None:
-        """An exec or a spawn; returns the root process's program and argv at its exec."""
-        tid = self._tid(task.tid)
-        if task.name in _EXECS:
-            process = self._process_for(tid, starts_process=tid not in self.spawned)
-            path, exec_argv = _exec_path_argv(task)
-            process.exe = path
-            process.brk = None
-            process.file_maps.clear()
-            process.modules.clear()
-            self.records.append(
-                Exec(self._next_seq(), self._ts_ns(task.ts), process.pid, tid, path, exec_argv)
+    def _exec(self, call: StraceExec) -> bool:
+        """A new program in the caller's process; True when that is the root process."""
+        tid = self._tid(call.pid)
+        process = self._process_for(tid, starts_process=tid not in self.spawned)
+        process.exe = call.path
+        process.brk = None
+        process.file_maps.clear()
+        process.modules.clear()
+        self.records.append(
+            Exec(
+                self._next_seq(),
+                self._ts_ns(call.ts),
+                process.pid,
+                tid,
+                call.path,
+                list(call.argv),
             )
-            return (path, exec_argv) if process.started == 0 else None
+        )
+        return process.started == 0
+
+    def _spawn(self, call: StraceSpawn) -> None:
+        """A new thread of the caller's process, or a new process that starts as its copy."""
+        tid = self._tid(call.pid)
         process = self._process_for(tid)
-        child = task.result
+        child = call.child
         if child in self.process_of:
-            return None
-        thread = self.spawned.get(child, False)
-        if thread:
+            return
+        if call.thread:
             self.process_of[child] = pid = process.pid
             process.threads.add(child)
             how = "thread"
@@ -462,13 +366,13 @@ class _Converter:
             new.modules = dict(process.modules)  # a fork shares its parent's module ids
             new.threads.add(child)
             self.process_of[child] = pid = child
-            how = task.name if task.name in ("fork", "vfork") else "clone"
-            if how == "clone" and "SIGCHLD" in task.text:
-                how = "fork"
+            if call.syscall in ("fork", "vfork"):
+                how = call.syscall
+            else:
+                how = "fork" if call.sigchld else "clone"
         self.records.append(
-            Spawn(self._next_seq(), self._ts_ns(task.ts), pid, child, process.pid, tid, how)
+            Spawn(self._next_seq(), self._ts_ns(call.ts), pid, child, process.pid, tid, how)
         )
-        return None
 
     def _call(self, call: StraceCall) -> None:
         tid = self._tid(call.pid)
@@ -644,11 +548,6 @@ class _Converter:
 def _contains(sorted_values: tuple[int, ...], value: int) -> bool:
     i = bisect.bisect_left(sorted_values, value)
     return i < len(sorted_values) and sorted_values[i] == value
-
-
-def _has_clone_thread(text: str) -> bool:
-    match = _CLONE_FLAGS.search(text)
-    return match is not None and "CLONE_THREAD" in match["flags"].split("|")
 
 
 def _vaddr(obj: elf.ElfObject, offset: int) -> int | None:

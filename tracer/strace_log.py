@@ -4,8 +4,9 @@ Understands what ``strace [-f] [-o FILE] [-t|-tt|-ttt] [-T] [-y|-yy] [-k]`` writ
 and plain ``N`` pid prefixes, timestamps, durations, fd paths, ``-k`` stack lines,
 ``<unfinished ...>``/``<... resumed>`` pairs, errors, exits, signals and strace's own notes.
 Memory syscalls (tracer.records.MEMORY_SYSCALLS, prctl only for PR_SET_VMA) become StraceCall;
-other syscalls are counted as skipped; a line that cannot be understood is kept in
-``unparsed``, never dropped.
+other syscalls are counted as skipped, and those that change what runs are kept too: a
+clone/clone3/fork/vfork that made a task as StraceSpawn, a successful execve/execveat as
+StraceExec. A line that cannot be understood is kept in ``unparsed``, never dropped.
 
 What strace calls a pid is the thread id of the caller (``[pid N]`` names threads too).
 """
@@ -25,6 +26,8 @@ from tracer.errors import AlloctraceError
 from tracer.records import MEMORY_SYSCALLS
 
 _MEMORY = frozenset(MEMORY_SYSCALLS.values())
+_SPAWNS = frozenset({"clone", "clone3", "fork", "vfork"})
+_EXECS = frozenset({"execve", "execveat"})
 
 # Errors the kernel uses internally that strace prints by name but userspace never sees
 # (include/linux/errno.h); Python's errno module does not know them.
@@ -97,6 +100,41 @@ class StraceCall:
 
 
 @dataclass(frozen=True, slots=True)
+class StraceSpawn:
+    """A clone, clone3, fork or vfork that made a task; ``child`` is the new thread's id.
+
+    ``line`` and ``ts`` are where the call was entered. ``thread``: made with CLONE_THREAD, a
+    thread of the caller's process. ``sigchld``: the child's exit signal is SIGCHLD, as for a
+    forked process (always for fork and vfork).
+    """
+
+    line: int
+    pid: int | None
+    ts: float | None
+    syscall: str
+    child: int
+    thread: bool
+    sigchld: bool
+
+
+@dataclass(frozen=True, slots=True)
+class StraceExec:
+    """An execve or execveat that succeeded, with the program's path and argv.
+
+    ``line`` and ``ts`` are where it **returned**: the new program runs from there, while the
+    process's other threads may still print lines of the old one between entry and return.
+    An argument that strace cut (its ``-s`` limit) ends in ``...``; the path is as printed.
+    """
+
+    line: int
+    pid: int | None
+    ts: float | None
+    syscall: str
+    path: str
+    argv: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class StraceExit:
     """``+++ exited with N +++`` or ``+++ killed by SIGX [(core dumped)] +++``."""
 
@@ -129,12 +167,16 @@ class StraceLog:
 
     ``calls`` are the memory syscalls in order of **entry**: a call split into
     ``<unfinished ...>`` and ``<... resumed>`` sits where it was entered, so each pid's calls
-    are in the order that pid made them. ``skipped`` counts the other syscalls; ``notes`` keeps
-    strace's own messages (``strace: Process N attached``, ``+++ superseded by execve ... +++``);
-    ``unparsed`` the line number and text of every line that could not be understood.
+    are in the order that pid made them. ``spawns`` are in order of entry, ``execs`` in order of
+    return (see StraceSpawn, StraceExec). ``skipped`` counts the other syscalls, spawns and
+    execs included; ``notes`` keeps strace's own messages (``strace: Process N attached``,
+    ``+++ superseded by execve ... +++``); ``unparsed`` the line number and text of every line
+    that could not be understood.
     """
 
     calls: list[StraceCall] = field(default_factory=list)
+    spawns: list[StraceSpawn] = field(default_factory=list)
+    execs: list[StraceExec] = field(default_factory=list)
     exits: dict[int | None, StraceExit] = field(default_factory=dict)
     signals: list[StraceSignal] = field(default_factory=list)
     skipped: int = 0
@@ -161,8 +203,8 @@ class _Pending:
     slot: int | None  # its place in the calls, reserved for a memory syscall
 
 
-# The pid and time strace puts before a line (shared with tracer.strace_import).
-PREFIX = re.compile(
+# The pid and time strace puts before a line.
+_PREFIX = re.compile(
     r"(?:\[pid\s+(?P<bracket>\d+)\] |(?P<plain>\d+)\s+)?"
     r"(?:(?P<clock>\d\d:\d\d:\d\d(?:\.\d+)?)\s+|(?P<epoch>\d+\.\d+)\s+)?"
 )
@@ -197,10 +239,11 @@ _FRAME_ERROR = re.compile(r"(?P<error>.+?) \[0x(?P<addr>[0-9a-f]+)\]")
 _FD = re.compile(r"(?P<fd>-?\d+)(?:<(?P<path>.*)>)?(?P<deleted>\(deleted\))?", re.DOTALL)
 # -yy adds the device of a character or block device: 3</dev/zero<char 1:5>>
 _DEVICE = re.compile(r"<(?:char|block) \d+:\d+>$")
-STRING = re.compile(r'"(?P<body>(?:[^"\\]|\\.)*)"(?P<cut>\.\.\.)?', re.DOTALL)
+_STRING = re.compile(r'"(?P<body>(?:[^"\\]|\\.)*)"(?P<cut>\.\.\.)?', re.DOTALL)
 _ESCAPE = re.compile(r"\\(?:x([0-9a-fA-F]{2})|([0-7]{1,3})|(.))", re.DOTALL)
 _SIMPLE_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "v": "\v", "f": "\f", "a": "\a", "b": "\b"}
 _COMMENT = re.compile(r"\s*/\*.*?\*/", re.DOTALL)
+_CLONE_FLAGS = re.compile(r"flags=(?P<flags>[A-Za-z0-9_|]+)")
 
 
 def parse_strace(text: str, source: str = "<strace log>") -> StraceLog:
@@ -272,6 +315,9 @@ class _Parser:
     def run(self, lines: list[str]) -> StraceLog:
         """Parse all lines, then settle calls still unfinished at the end of the log."""
         carry: tuple[int, str] | None = None
+        # The notes that cut the carried line: its process wrote it before they happened, so
+        # they count only once it is read (an attached process makes a line's pid ambiguous).
+        held: list[tuple[int, str]] = []
         for number, raw in enumerate(lines, start=1):
             lineno, line = (carry[0], carry[1] + raw) if carry else (number, raw)
             carry = None
@@ -281,17 +327,21 @@ class _Parser:
             if "strace: Process" in line and not _NOTE.fullmatch(line):
                 inside = _NOTE_INSIDE.fullmatch(line)
             if inside:
-                self._note(number, inside["note"].strip())
+                held.append((number, inside["note"].strip()))
                 carry = (lineno, inside["head"])
                 continue
             try:
                 self._line(lineno, line)
             except ValueError:  # a number no strace prints (5,000 digits): not understood
                 self.log.unparsed.append((lineno, line))
+            self._notes(held)
         if carry:
             self.log.unparsed.append(carry)
+        self._notes(held)
         for pid in list(self.pending):
             self._abandon(pid)
+        # A spawn is kept when it returns: put them in order of entry, like the calls.
+        self.log.spawns.sort(key=lambda spawn: spawn.line)
         self.log.calls = [
             call(frames=tuple(self.frames.get(slot, ())))
             for slot, call in enumerate(self.slots)
@@ -310,7 +360,7 @@ class _Parser:
         if _NOTE.fullmatch(line):
             self._note(lineno, line)
             return
-        prefix = PREFIX.match(line)
+        prefix = _PREFIX.match(line)
         assert prefix is not None  # every part of the pattern is optional
         bracket, plain = prefix["bracket"], prefix["plain"]
         pid = self._implicit_pid()
@@ -318,7 +368,7 @@ class _Parser:
             pid = int(bracket or plain)
             self.prefixed = True
             self.live.add(pid)
-        ts = timestamp(prefix["clock"], prefix["epoch"])
+        ts = _timestamp(prefix["clock"], prefix["epoch"])
         body = line[prefix.end() :]
         if not self._body(lineno, line, pid, ts, body):
             self.log.unparsed.append((lineno, line))
@@ -356,7 +406,7 @@ class _Parser:
             self.frame_target = self.signal_frames.setdefault(len(self.log.signals), [])
             self.log.signals.append(StraceSignal(lineno, pid, ts, number, match[1]))
         elif match := _RESUMED.fullmatch(body):
-            return self._resume(lineno, line, pid, match[1], match[2])
+            return self._resume(lineno, line, pid, ts, match[1], match[2])
         elif match := _UNFINISHED.fullmatch(body):
             self._start(lineno, line, pid, ts, match[1])
         elif match := _PID_CHANGED.fullmatch(body):
@@ -365,7 +415,7 @@ class _Parser:
             self.live.add(new_pid)
             self._start(lineno, line, new_pid, ts, match[1])
         else:
-            return self._complete(lineno, pid, ts, body, None)
+            return self._complete(lineno, pid, ts, body, None, (lineno, ts))
         return True
 
     def _exit(self, record: StraceExit) -> None:
@@ -374,6 +424,11 @@ class _Parser:
         if record.pid is not None:
             self.live.discard(record.pid)
         self.frame_target = None
+
+    def _notes(self, held: list[tuple[int, str]]) -> None:
+        for lineno, text in held:
+            self._note(lineno, text)
+        held.clear()
 
     def _note(self, lineno: int, text: str) -> None:
         self.log.notes.append((lineno, text))
@@ -401,27 +456,43 @@ class _Parser:
         if pending is None:
             return
         # Close the argument list so the call decodes like one that returned "?".
-        if not self._complete(pending.line, pid, pending.ts, pending.head + ") = ?", pending.slot):
+        text = pending.head + ") = ?"
+        if not self._complete(pending.line, pid, pending.ts, text, pending.slot, None):
             self.log.unparsed.append((pending.line, pending.text))
 
-    def _resume(self, lineno: int, line: str, pid: int | None, syscall: str, rest: str) -> bool:
+    def _resume(
+        self, lineno: int, line: str, pid: int | None, ts: float | None, syscall: str, rest: str
+    ) -> bool:
         pending = self.pending.get(pid)
         if pending is None or pending.syscall != syscall:
             return False
         del self.pending[pid]
-        if not self._complete(pending.line, pid, pending.ts, pending.head + rest, pending.slot):
+        text = pending.head + rest
+        if not self._complete(pending.line, pid, pending.ts, text, pending.slot, (lineno, ts)):
             self.log.unparsed.extend([(pending.line, pending.text), (lineno, line)])
         return True
 
     def _complete(
-        self, lineno: int, pid: int | None, ts: float | None, text: str, slot: int | None
+        self,
+        lineno: int,
+        pid: int | None,
+        ts: float | None,
+        text: str,
+        slot: int | None,
+        returned: tuple[int, float | None] | None,
     ) -> bool:
-        """Decode one whole call; False when its text is not a call strace could have written."""
+        """Decode one whole call; False when its text is not a call strace could have written.
+
+        ``lineno`` and ``ts`` are where the call was entered, ``returned`` the line and time of
+        its result (None when it never returned).
+        """
         syscall = text.split("(", 1)[0]
         if not _is_memory(syscall, text):
             if not _OTHER_CALL.fullmatch(text):
                 return False
             self._skip()
+            if returned is not None and (syscall in _SPAWNS or syscall in _EXECS):
+                self._task(lineno, pid, ts, syscall, text, returned)
             return True
         match = _CALL.fullmatch(text)
         if match is None:
@@ -456,6 +527,36 @@ class _Parser:
         self.log.skipped += 1
         self.frame_target = []
 
+    def _task(
+        self,
+        lineno: int,
+        pid: int | None,
+        ts: float | None,
+        syscall: str,
+        text: str,
+        returned: tuple[int, float | None],
+    ) -> None:
+        """Keep a spawn that made a task or an exec that succeeded; ignore failed ones."""
+        match = _CALL.fullmatch(text)
+        if match is None or match["errname"]:
+            return
+        try:
+            result = int(match["value"], 10)  # "?": killed or replaced before it returned
+        except ValueError:
+            return
+        args = match["args"]
+        if syscall in _EXECS:
+            if result == 0:
+                path, argv = _exec_path_argv(args)
+                at, at_ts = returned
+                self.log.execs.append(StraceExec(at, pid, at_ts, syscall, path, argv))
+        elif result > 0:
+            cloned = syscall.startswith("clone")
+            thread = cloned and _has_clone_thread(args)
+            # clone names the exit signal among its flags, clone3 as exit_signal=.
+            sigchld = not cloned or "SIGCHLD" in args
+            self.log.spawns.append(StraceSpawn(lineno, pid, ts, syscall, result, thread, sigchld))
+
     def _frame(self, lineno: int, line: str) -> None:
         target = self.frame_target
         frame = _parse_frame(line[3:])
@@ -466,7 +567,7 @@ class _Parser:
         target.append(frame)
 
 
-def timestamp(clock: str | None, epoch: str | None) -> float | None:
+def _timestamp(clock: str | None, epoch: str | None) -> float | None:
     if epoch:
         return float(epoch)
     if clock:
@@ -574,11 +675,11 @@ def _decode_prctl(args: str) -> partial[StraceCall]:
 
 def _string(text: str) -> str | None:
     """A string argument: ``"name"`` (``"name"...`` when cut by -s); None for NULL or a pointer."""
-    match = STRING.fullmatch(text)
+    match = _STRING.fullmatch(text)
     if match is None:
         _num(text)  # NULL or an address strace did not read: no name, but well formed
         return None
-    return unescape(match["body"]) + ("..." if match["cut"] else "")
+    return _unescape(match["body"]) + ("..." if match["cut"] else "")
 
 
 def _fd(text: str) -> tuple[int, str | None]:
@@ -589,14 +690,47 @@ def _fd(text: str) -> tuple[int, str | None]:
     path = match["path"]
     if path is None:
         return int(match["fd"]), None
-    path = unescape(_DEVICE.sub("", path))
+    path = _unescape(_DEVICE.sub("", path))
     # As readlink(/proc/PID/fd/N) says it, which is what the tracer records.
     if match["deleted"]:
         path += " (deleted)"
     return int(match["fd"]), path
 
 
-def unescape(text: str) -> str:
+def _has_clone_thread(args: str) -> bool:
+    match = _CLONE_FLAGS.search(args)
+    return match is not None and "CLONE_THREAD" in match["flags"].split("|")
+
+
+def _exec_path_argv(args: str) -> tuple[str, tuple[str, ...]]:
+    """The program path and argv of an execve/execveat (the path is its first string)."""
+    first = _STRING.search(args)
+    if first is None:
+        return "", ()
+    path = _exec_string(first["body"])
+    argv: list[str] = []
+    opening = args.find("[", first.end())
+    if opening >= 0:
+        pos = opening + 1
+        while match := _STRING.match(args, pos):
+            argv.append(_exec_string(match["body"]) + ("..." if match["cut"] else ""))
+            pos = match.end()
+            if not args.startswith(", ", pos):
+                break
+            pos += 2
+    return path, tuple(argv)
+
+
+def _exec_string(body: str) -> str:
+    """A string of an exec, unquoted; as written when its escapes are malformed (the program
+    still ran: its path is worth more than an error)."""
+    try:
+        return _unescape(body)
+    except ValueError:
+        return body
+
+
+def _unescape(text: str) -> str:
     """Undo strace's quoting (``\\76`` for ``>``, ``\\x..``, ``\\n``); bytes decode like paths."""
     out = bytearray()
     pos = 0
