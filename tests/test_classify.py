@@ -192,3 +192,69 @@ def test_static_program_is_static_glibc(tmp_path: Path) -> None:
     assert (info.name, info.how) == ("static glibc", "static")
     brks = [c for c in analysis.events if c.event.syscall == "brk"]
     assert [c.category for c in brks[:2]] == ["loader", "loader"], "static TLS before malloc"
+
+
+def test_a_dynamic_programs_own_malloc_and_start_thread_are_its_code(tmp_path: Path) -> None:
+    """Names glibc uses inside libc (malloc, start_thread) are the program's own functions
+    in a dynamic executable: only a static one carries glibc's."""
+    result = record(tmp_path, [fixture("ownnames")])
+    assert result.returncode == 0, result.stderr
+    (truth,) = result.reports("ownnames")
+    assert result.trace is not None
+    classified = classify(result.trace.data)
+    own = [
+        c
+        for c in classified
+        if c.function in ("malloc", "start_thread") and c.object == fixture("ownnames")
+    ]
+    assert Counter((c.function, c.event.syscall) for c in own) == {
+        ("malloc", "mmap"): int(truth["malloc_maps"]),
+        ("start_thread", "mmap"): int(truth["thread_maps"]),
+        ("start_thread", "munmap"): int(truth["thread_maps"]),
+    }
+    assert {(c.category, c.owner) for c in own} == {("user", "ownnames")}
+    stacks = [c.event.syscall for c in classified if c.category == "thread-stack"]
+    assert Counter(stacks) == {"mmap": 1, "mprotect": 1, "madvise": 1}, "nptl's stack is nptl's"
+
+
+def test_hugetlb_main_heap_grows_by_mmap(tmp_path: Path) -> None:
+    """glibc.malloc.hugetlb=2 makes morecore fail: the main arena grows through
+    sysmalloc_mmap_fallback (huge pages first, normal pages if none are reserved)."""
+    env = preload_env(None)
+    env["GLIBC_TUNABLES"] = "glibc.malloc.hugetlb=2"
+    result = record(tmp_path, [fixture("threads")], env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.trace is not None
+    classified = classify(result.trace.data)
+    fallback = [c for c in classified if (c.function or "").startswith("sysmalloc_mmap_fallback")]
+    assert fallback
+    assert {(c.category, c.owner, c.role) for c in fallback} == {
+        ("allocator", "glibc", "grow main heap (mmap fallback)")
+    }
+    libc = [c for c in classified if c.owner == "glibc" and c.category == "runtime"]
+    assert not [c for c in libc if "malloc" in (c.function or "")], libc
+
+
+def test_pymalloc_arenas_released_under_any_caller(tmp_path: Path) -> None:
+    """CPython's arena free tail-calls munmap: the stack shows its caller (PyObject_Free,
+    PyObject_GC_Del, or unnamed code of the stripped interpreter); every munmap of a whole
+    arena is still pymalloc's."""
+    freeing = "d = [{i: str(i)} for i in range(200000)]; del d"
+    result = record(tmp_path, ["/usr/bin/python3", "-c", freeing])
+    assert result.returncode == 0, result.stderr
+    assert result.trace is not None
+    classified = classify(result.trace.data)
+    arenas = {
+        (c.event.result, c.event.length)
+        for c in classified
+        if (c.owner, c.role, c.event.syscall) == ("pymalloc", "arena", "mmap")
+    }
+    released = [
+        c
+        for c in classified
+        if c.event.syscall == "munmap" and (c.event.addr, c.event.length) in arenas
+    ]
+    assert released, "the program frees whole arenas"
+    assert {(c.category, c.owner, c.role) for c in released} == {
+        ("runtime", "pymalloc", "release arena")
+    }

@@ -1,8 +1,9 @@
 """Issue 4's acceptance: alloctrace's categories against an independent labelling.
 
 Each case of the fixture matrix (seed, threads, big, usermmap, dlopen, forkexec under glibc
-and jemalloc/tcmalloc/mimalloc preloaded; seed with jemalloc linked; static), and
-``/usr/bin/python3 -c "import json"``, runs twice: under ``strace -f -k -y``, labelled by
+and jemalloc/tcmalloc/mimalloc preloaded; seed with jemalloc linked; threads with
+glibc.malloc.hugetlb=2; static; ownnames), ``/usr/bin/python3 -c "import json"`` and a Python
+program that frees pymalloc arenas, runs twice: under ``strace -f -k -y``, labelled by
 tests/labeller.py (its own symbol lookup with nm and glibc's debug files, its own rules), and
 under ``alloctrace record``, classified by analyzers.analysis.analyze. The two runs' events
 are paired per thread (threads in creation order, since tids differ between runs), in order,
@@ -34,6 +35,8 @@ from tracer.session import TraceOptions
 from tracer.strace_log import StraceCall, parse_strace
 
 PYTHON = "/usr/bin/python3"  # the system interpreter, not a pyenv shim found on PATH
+# Dicts freed by PyObject_GC_Del empty whole arenas: their munmaps come from inlined free code.
+FREES_ARENAS = "d = [{i: str(i)} for i in range(200000)]; del d"
 PROGRAMS: dict[str, list[str]] = {
     "seed": [fixture("seed")],
     "threads": [fixture("threads")],
@@ -42,14 +45,21 @@ PROGRAMS: dict[str, list[str]] = {
     "dlopen": [fixture("dlopen")],
     "forkexec": [fixture("forkexec")],
     "static": [fixture("static")],  # LD_PRELOAD means nothing to it
+    "ownnames": [fixture("ownnames")],  # its own malloc: LD_PRELOAD would change nothing
     "python3": [PYTHON, "-c", "import json"],
+    "python3-arenas": [PYTHON, "-c", FREES_ARENAS],
 }
 VARIANTS = ["glibc", "jemalloc", "tcmalloc", "mimalloc"]  # the last three preloaded
+GLIBC_ONLY = ("static", "ownnames", "python3", "python3-arenas")
+TUNABLES = {"hugetlb": "glibc.malloc.hugetlb=2"}  # brk always fails: the heap grows by mmap
 CASES = [
     (program, variant)
     for program in PROGRAMS
-    for variant in (["glibc"] if program in ("static", "python3") else VARIANTS)
-] + [("seed", "jemalloc-linked")]  # fixtures/build/seed-jemalloc: g++ ... -ljemalloc
+    for variant in (["glibc"] if program in GLIBC_ONLY else VARIANTS)
+] + [
+    ("seed", "jemalloc-linked"),  # fixtures/build/seed-jemalloc: g++ ... -ljemalloc
+    ("threads", "hugetlb"),
+]
 AGREEMENT = 0.99
 COVERAGE = 0.9  # paired / alloctrace's events: runs differ a little (threads race, ASLR)
 # A clone or fork, whole or in halves: "<... clone3 resumed> => {...}, 88) = 1234".
@@ -184,7 +194,13 @@ def _compare(
 def _run_case(tmp_path: Path, program: str, variant: str) -> Case:
     argv = [fixture("seed-jemalloc")] if variant == "jemalloc-linked" else PROGRAMS[program]
     env = preload_env(variant if variant in PRELOADS else None)
-    case = Case(program, variant)
+    if variant in TUNABLES:
+        env["GLIBC_TUNABLES"] = TUNABLES[variant]
+    return compare_runs(tmp_path, Case(program, variant), argv, env)
+
+
+def compare_runs(tmp_path: Path, case: Case, argv: Sequence[str], env: dict[str, str]) -> Case:
+    """Run ``argv`` under strace and under alloctrace, and fill ``case`` with the comparison."""
     text = _strace(tmp_path, argv, env)
     calls = parse_strace(text).calls
     case.straced = len(calls)
