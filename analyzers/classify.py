@@ -223,11 +223,17 @@ class Classifier:
             or not _same_file(region.object, verdict.object)
         ):
             return None
-        found = self._by_region(event, state)
-        if found is None:
-            return None
         caller = f"{os.path.basename(verdict.object)}({verdict.function or '?'})"
-        return replace(found, reason=f"{found.reason}, unmapped whole from {caller}")
+        return Classified(
+            event,
+            region.category,
+            region.owner,
+            f"release {region.role}",
+            f"unmaps the whole {region.owner} mapping ({region.role}) at {region.start:#x} "
+            f"from the object that mapped it, in {caller}",
+            "region",
+            region.object,
+        )
 
     def _by_region(self, event: Syscall, state: ProcessState) -> Classified | None:
         """munmap/mprotect/madvise/mremap of a mapping whose owner is known."""
@@ -315,12 +321,16 @@ class Classifier:
                 and (event.path or (event.fd or -1) >= 0)
                 and not (event.flags or 0) & (flags.MAP_FIXED | flags.MAP_ANONYMOUS)
             ):
+                # Not MAP_FIXED: any span it meets was unmapped, and must not claim its pages.
+                state.forget_spans(start, end, overlapping=True)
                 # A log without paths still shows each object's span: key it by its address.
                 state.spans[event.path or f"{_UNNAMED}{start:#x}"] = (start, end)
         elif event.syscall == "munmap" and event.addr is not None:
             if "ld.so.cache" in result.role or result.object == "/etc/ld.so.cache":
                 state.loader_done = True
-            state.space.remove(event.addr, event.addr + _pages(event.length))
+            end = event.addr + _pages(event.length)
+            state.space.remove(event.addr, end)
+            state.forget_spans(event.addr, end)
         elif event.syscall == "mprotect" and event.addr is not None:
             state.space.reprotect(event.addr, event.addr + _pages(event.length), event.prot or 0)
         elif event.syscall == "mremap" and event.addr is not None:

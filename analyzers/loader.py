@@ -121,6 +121,10 @@ def _new_object(
         return LoadedObject(event.pid, path, "LD_PRELOAD", first_seq=event.seq)
     frames = frames_of(event)
     if any(f.function and _DLOPEN.fullmatch(f.function) for f in frames):
+        # A dlopen maps the object asked for, then what it names in DT_NEEDED (and so on).
+        for other in reversed(earlier):
+            if names & set(_needed(other.path)):
+                return LoadedObject(event.pid, path, "DT_NEEDED", other.path, first_seq=event.seq)
         caller = next(
             (f.object for f in frames if f.object and not _SYSTEM.match(f.object_name)), None
         )

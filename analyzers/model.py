@@ -52,6 +52,16 @@ class ProcessState:
             self.libraries.add(name)
             self._allocator = None
 
+    def forget_spans(self, start: int, end: int, *, overlapping: bool = False) -> None:
+        """Drop the spans inside [start, end) (or, ``overlapping``, any that meet it): an object
+        unmapped (ld.so.cache, dlclose) must not claim what is mapped there later."""
+        if overlapping:
+            gone = [p for p, (lo, hi) in self.spans.items() if lo < end and start < hi]
+        else:
+            gone = [p for p, (lo, hi) in self.spans.items() if start <= lo and hi <= end]
+        for path in gone:
+            del self.spans[path]
+
     def loading_span(self, addr: int) -> bool:
         """Is ``addr`` inside the span of an object the loader mapped?"""
         return any(start <= addr < end for start, end in self.spans.values())

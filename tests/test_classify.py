@@ -258,3 +258,25 @@ def test_pymalloc_arenas_released_under_any_caller(tmp_path: Path) -> None:
     assert {(c.category, c.owner, c.role) for c in released} == {
         ("runtime", "pymalloc", "release arena")
     }
+
+
+def test_dlopened_objects_dependencies_and_relro(tmp_path: Path) -> None:
+    """A dlopen'ed library's own DT_NEEDED is needed by it, not dlopen'ed by the program; an
+    object mapped where ld.so.cache was (read and unmapped by an earlier dlopen) gets its
+    RELRO, not the cache."""
+    result = record(tmp_path, [fixture("dlopendeps")])
+    assert result.returncode == 0, result.stderr
+    assert result.trace is not None
+    analysis = analyze(result.trace.data)
+    loaded = {o.name: o for o in analysis.objects}
+    top, plugin = loaded["libplugintop.so"], loaded["libplugin.so"]
+    assert (top.how, top.needed_by) == ("dlopen", fixture("dlopendeps"))
+    assert (plugin.how, plugin.needed_by) == ("DT_NEEDED", top.path)
+    relros = [
+        c
+        for c in analysis.events
+        if c.category == "loader" and c.event.syscall == "mprotect" and c.role == "RELRO"
+    ]
+    assert relros and all(c.object and c.object != "/etc/ld.so.cache" for c in relros), relros
+    for name in ("libdl.so.2", "libplugintop.so", "libplugin.so"):
+        assert "relro" in loaded[name].segments, loaded[name]
