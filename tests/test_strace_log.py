@@ -470,6 +470,17 @@ def test_real_log_of_a_crash(programs: dict[str, Path], tmp_path: Path) -> None:
     assert ended.status is None
 
 
+def test_real_log_of_every_syscall_with_stacks(programs: dict[str, Path], tmp_path: Path) -> None:
+    """Without -e, strace -k prints exit_group's stack after "+++ exited with N +++": those
+    lines are understood, not left over."""
+    if _can_unwind(_strace()) is None:
+        pytest.skip("this strace has no -k")
+    run = run_strace(programs["threads"], ["-f", "-k", "out"], tmp_path, trace="all")
+    assert "exit_group(" in run.text and "+++ exited with 0 +++\n > " in run.text
+    assert_log_is_complete(run)
+    assert run.log.exits[min(run.log.exits, key=lambda pid: pid or 0)].status == 0
+
+
 def test_k_address_is_the_file_offset_of_the_return_address(
     programs: dict[str, Path], tmp_path: Path
 ) -> None:

@@ -423,7 +423,9 @@ class _Parser:
         self.log.exits[record.pid] = record
         if record.pid is not None:
             self.live.discard(record.pid)
-        self.frame_target = None
+        # exit_group never returns: strace -k prints its stack after "+++ exited with N +++",
+        # frames of a skipped call.
+        self.frame_target = [] if record.signal is None else None
 
     def _notes(self, held: list[tuple[int, str]]) -> None:
         for lineno, text in held:
