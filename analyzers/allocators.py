@@ -1,7 +1,9 @@
 """Which malloc serves each process: glibc, jemalloc, tcmalloc, mimalloc, musl, static glibc.
 
 Decided from the objects the process had loaded (and how: linked through DT_NEEDED, injected
-with LD_PRELOAD, or dlopen'd), with the version where the library reveals it in its own bytes.
+with LD_PRELOAD, or dlopen'd), with the version where the library reveals it in its own bytes;
+failing that, from the calls an allocator's code linked into another object made (a static
+libjemalloc_pic.a, which no object's file name reveals).
 pymalloc is noted on top for CPython processes (unless PYTHONMALLOC turns it off).
 """
 
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from analyzers.loader import LoadedObject
+from analyzers.model import Classified
 from tracer import elf
 from tracer.records import Exec
 from tracer.traceformat import TraceData
@@ -35,6 +38,7 @@ KNOWN: tuple[tuple[re.Pattern[str], str, re.Pattern[bytes] | None], ...] = (
     ),
     (re.compile(r"libmimalloc.*\.so.*"), "mimalloc", None),
 )
+_VERSIONS = {name: version for _file, name, version in KNOWN}
 
 
 @dataclass(frozen=True)
@@ -42,7 +46,7 @@ class AllocatorInfo:
     """The malloc implementation serving one process."""
 
     name: str  # glibc | jemalloc | tcmalloc | mimalloc | musl | static glibc
-    how: str  # default | linked | preloaded | dlopen | static
+    how: str  # default | linked | preloaded | dlopen | static | linked in (no library of its own)
     path: str | None = None
     version: str | None = None
     runtime: str | None = None  # "pymalloc" for CPython processes
@@ -83,9 +87,35 @@ def _glibc_version(trace: TraceData) -> str | None:
     return match.group(1) if match else None
 
 
-def detect(trace: TraceData, objects: Sequence[LoadedObject]) -> dict[int, AllocatorInfo]:
-    """The allocator of every process that ran a program in this trace."""
+def _linked_in(events: Sequence[Classified]) -> dict[int, tuple[str, str]]:
+    """pid -> (allocator, object) for the first call an allocator made from inside an object
+    that is not its own library (the executable, or a library it was linked into)."""
+    out: dict[int, tuple[str, str]] = {}
+    own_library: dict[str, bool] = {}  # object -> is an allocator's library (asked once each)
+    for c in events:
+        if (
+            c.category != "allocator"
+            or c.owner not in _VERSIONS
+            or c.decided_by != "stack"
+            or not c.object
+            or c.event.pid in out
+        ):
+            continue
+        known = own_library.get(c.object)
+        if known is None:
+            known = own_library[c.object] = identify(c.object) is not None
+        if not known:
+            out[c.event.pid] = (c.owner, c.object)
+    return out
+
+
+def detect(
+    trace: TraceData, objects: Sequence[LoadedObject], events: Sequence[Classified] = ()
+) -> dict[int, AllocatorInfo]:
+    """The allocator of every process that ran a program in this trace (``events``, its
+    classified calls, reveal an allocator linked into another object)."""
     exes = {e.pid: e.path for e in trace.events if isinstance(e, Exec)}
+    linked_in = _linked_in(events)
     by_pid: dict[int, list[LoadedObject]] = {}
     for obj in objects:
         by_pid.setdefault(obj.pid, []).append(obj)
@@ -105,6 +135,10 @@ def detect(trace: TraceData, objects: Sequence[LoadedObject]) -> dict[int, Alloc
                 how = {"LD_PRELOAD": "preloaded", "dlopen": "dlopen"}.get(obj.how, "linked")
                 info = AllocatorInfo(found[0], how, obj.path, found[1], runtime)
                 break
+        if info is None and pid in linked_in:
+            name, path = linked_in[pid]
+            version = library_version(path, _VERSIONS[name])
+            info = AllocatorInfo(name, "linked in", path, version, runtime)
         if info is None:
             exe_elf = elf.open_elf(exe)
             interpreter = exe_elf.interpreter if exe_elf is not None else None

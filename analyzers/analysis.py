@@ -33,4 +33,4 @@ def analyze(
         frames_of = frames_resolver(trace, symbolizer)
         events = Classifier(rules).classify(trace, frames_of)
         objects = loaded_objects(trace, events, frames_of)
-        return Analysis(trace, events, objects, detect(trace, objects), arenas(events))
+        return Analysis(trace, events, objects, detect(trace, objects, events), arenas(events))
