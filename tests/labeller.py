@@ -18,7 +18,9 @@ Labelling a call
     stubs, or the ``mmap``/``munmap``/``mremap``/``sbrk`` that tcmalloc interposes.
 
     1. decider in ld-linux                                  -> loader
-    2. decider in libjemalloc, libtcmalloc, libmimalloc     -> allocator
+    2. decider in libjemalloc, libtcmalloc, libmimalloc, or jemalloc's code linked into
+       another object (its private namespace je_ or Rust's _rjem_je_, pages.c's
+       os_pages_*: libjemalloc_pic.a)                     -> allocator
     3. decider in glibc (libc.so.6; in a static executable, a function that libc.a defines):
        looking at the glibc frames from the decider outwards, up to the first frame that is
        not glibc's,
@@ -70,6 +72,7 @@ MALLOC = re.compile(
 THREAD = re.compile(r".*(pthread_create|stack).*|start_thread")
 PYMALLOC = re.compile(r"_PyObject_Arena.*|new_arena")
 ALLOCATOR_LIBS = ("libjemalloc", "libtcmalloc", "libmimalloc")
+JEMALLOC_LINKED = re.compile(r"(_rjem_)?je_.*|os_pages_.*")
 GLIBC_LIBS = ("libc.so.6", "libc-2.")  # not musl's libc.so
 MUSL_LIBS = ("ld-musl", "libc.musl")
 
@@ -242,6 +245,8 @@ def label_frames(frames: Sequence[Named]) -> Label | None:
         return Label("loader", where, "ld.so's code")
     if decider.object.startswith(ALLOCATOR_LIBS):
         return Label("allocator", where, "an allocator library")
+    if decider.has(JEMALLOC_LINKED):
+        return Label("allocator", where, "jemalloc linked into another object")
     if decider.glibc:
         glibc = list(takewhile(lambda f: f.glibc, frames[index:]))
         for category, pattern, why in (

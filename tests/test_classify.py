@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from analyzers.analysis import analyze
+from analyzers.analysis import Analysis, analyze
 from analyzers.classify import Classifier, classify
 from analyzers.model import Classified
 from tests.helpers import PRELOADS, fixture, preload_env, record
@@ -280,3 +280,33 @@ def test_dlopened_objects_dependencies_and_relro(tmp_path: Path) -> None:
     assert relros and all(c.object and c.object != "/etc/ld.so.cache" for c in relros), relros
     for name in ("libdl.so.2", "libplugintop.so", "libplugin.so"):
         assert "relro" in loaded[name].segments, loaded[name]
+
+
+def test_jemalloc_linked_in_statically_is_jemalloc(tmp_path: Path) -> None:
+    """libjemalloc_pic.a linked into the executable: no object is named like jemalloc, its
+    frames are; it makes the calls the shared library makes (allocators.md §5)."""
+    runs = {
+        name: record(tmp_path, [fixture(name)], name=f"{name}.jsonl")
+        for name in ("seed-jemalloc", "seed-jemalloc-static")
+    }
+    shared, static = (analyze(run.trace.data) for run in runs.values() if run.trace is not None)
+    (info,) = static.allocators.values()
+    assert (info.name, info.how, info.path) == (
+        "jemalloc",
+        "linked in",
+        fixture("seed-jemalloc-static"),
+    )
+    (shared_info,) = shared.allocators.values()
+    assert info.version == shared_info.version
+
+    def own(analysis: Analysis) -> Counter[tuple[str, str, int | None]]:
+        return Counter(
+            (c.category, c.event.syscall, c.event.length)
+            for c in analysis.events
+            if c.owner == "jemalloc"
+        )
+
+    assert own(static) == own(shared)
+    assert not [c for c in static.events if c.category == "user"]
+    roles = {c.role for c in static.events if c.owner == "jemalloc"}
+    assert roles >= {"page probe", "dss probe", "base block", "extent"}, roles

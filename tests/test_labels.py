@@ -1,7 +1,8 @@
 """Issue 4's acceptance: alloctrace's categories against an independent labelling.
 
 Each case of the fixture matrix (seed, threads, big, usermmap, dlopen, forkexec under glibc
-and jemalloc/tcmalloc/mimalloc preloaded; seed with jemalloc linked; threads with
+and jemalloc/tcmalloc/mimalloc preloaded; seed with jemalloc linked, dynamically and from
+libjemalloc_pic.a; threads with
 glibc.malloc.hugetlb=2; static; ownnames), ``/usr/bin/python3 -c "import json"`` and a Python
 program that frees pymalloc arenas, runs twice: under ``strace -f -k -y``, labelled by
 tests/labeller.py (its own symbol lookup with nm and glibc's debug files, its own rules), and
@@ -58,6 +59,7 @@ CASES = [
     for variant in (["glibc"] if program in GLIBC_ONLY else VARIANTS)
 ] + [
     ("seed", "jemalloc-linked"),  # fixtures/build/seed-jemalloc: g++ ... -ljemalloc
+    ("seed", "jemalloc-static"),  # fixtures/build/seed-jemalloc-static: libjemalloc_pic.a
     ("threads", "hugetlb"),
 ]
 AGREEMENT = 0.99
@@ -192,7 +194,8 @@ def _compare(
 
 
 def _run_case(tmp_path: Path, program: str, variant: str) -> Case:
-    argv = [fixture("seed-jemalloc")] if variant == "jemalloc-linked" else PROGRAMS[program]
+    linked = {"jemalloc-linked": "seed-jemalloc", "jemalloc-static": "seed-jemalloc-static"}
+    argv = [fixture(linked[variant])] if variant in linked else PROGRAMS[program]
     env = preload_env(variant if variant in PRELOADS else None)
     if variant in TUNABLES:
         env["GLIBC_TUNABLES"] = TUNABLES[variant]
@@ -294,6 +297,7 @@ def test_the_labeller_itself(cases: list[Case]) -> None:
     assert [c.syscall for c in stacks].count("madvise") == 4  # released at each thread's exit
     python = _labelled(cases, "python3-glibc")
     assert sum(c.length == 2**20 and cat == "runtime" for c, cat in python) >= 1  # arenas
-    jemalloc = _labelled(cases, "seed-jemalloc-linked")
-    assert sum(cat == "allocator" for _c, cat in jemalloc) >= 5  # probes, base, extent
+    for variant in ("jemalloc-linked", "jemalloc-static"):
+        jemalloc = _labelled(cases, f"seed-{variant}")
+        assert sum(cat == "allocator" for _c, cat in jemalloc) >= 5  # probes, base, extent
     assert label_frames([]) is None
