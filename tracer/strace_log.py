@@ -19,7 +19,7 @@ import re
 import signal as signal_module
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
-from functools import partial
+from functools import lru_cache, partial
 
 from tracer import flags
 from tracer.errors import AlloctraceError
@@ -753,6 +753,8 @@ def _unescape(text: str) -> str:
     return out.decode("utf-8", "surrogateescape")
 
 
+# A -k log repeats the same few hundred frame lines: each is parsed once (frames are frozen).
+@lru_cache(maxsize=1 << 16)
 def _parse_frame(text: str) -> StraceFrame | None:
     """One ``-k`` line after `` > ``: ``/lib/x.so(func+0x26) [0xf4a26]``, ``/bin/a() [0x11]``."""
     match = _FRAME.fullmatch(text)
