@@ -196,6 +196,7 @@ class ElfObject:
         self._rows: dict[int, CfiRow] = {}
         self._cfi_sources: list[_CfiSource] | None = None
         self._symbols: FunctionSymbols | None = None
+        self._dynamic: tuple[str | None, tuple[str, ...]] | None = None  # the loader asks often
         self._expr_parser: Any = DWARFExprParser(_STRUCTS)
 
     def _read_section_headers(self) -> tuple[list[Any], dict[str, int]]:
@@ -291,6 +292,11 @@ class ElfObject:
 
     def dynamic(self) -> tuple[str | None, tuple[str, ...]]:
         """DT_SONAME and the DT_NEEDED names, in the order the loader reads them."""
+        if self._dynamic is None:
+            self._dynamic = self._read_dynamic()
+        return self._dynamic
+
+    def _read_dynamic(self) -> tuple[str | None, tuple[str, ...]]:
         section = self._section(".dynamic")
         if section is None or not hasattr(section, "iter_tags"):
             return None, ()
