@@ -60,6 +60,7 @@ class _Verdict:
     object: str | None
     function: str | None
     refine: bool = False  # let the arguments name the role (libraries without symbols)
+    deferred: bool = False  # the owner's code, unnamed: its arguments decide (heuristics)
 
     def classify(self, event: Syscall) -> Classified:
         role = self.role
@@ -135,6 +136,7 @@ class Classifier:
 
     def _classify_one(self, event: Syscall, frames: FramesOf, state: ProcessState) -> Classified:
         decided = None
+        inside = None  # whose unnamed code made the call, when a rule defers
         if event.stack is not None:
             key = (event.stack, event.syscall, state.exe)
             verdict = self._verdicts.get(key, _UNDECIDED)
@@ -142,14 +144,16 @@ class Classifier:
                 stack = frames(event)
                 verdict = self._by_stack(event.syscall, stack, state.exe) if stack else None
                 self._verdicts[key] = verdict
-            if verdict is not None:
+            if verdict is not None and not verdict.deferred:
                 decided = verdict.classify(event)
                 if verdict.category == "user" and event.syscall == "munmap":
                     decided = self._released_by_mapper(event, verdict, state) or decided
+            elif verdict is not None:
+                inside = verdict.owner
         if decided is None:
             decided = self._by_region(event, state)
         if decided is None:
-            decided = heuristics.classify(event, state)
+            decided = heuristics.classify(event, state, inside)
         if decided.category == "loader":
             decided = self._loader_details(event, decided, state)
         return decided
@@ -173,7 +177,7 @@ class Classifier:
             if rule.context is not None and not any(rule.context.fullmatch(f) for f in functions):
                 continue
             if rule.defer:  # code that cannot be named: the arguments decide
-                return None
+                return _Verdict("", rule.owner, "", "", decider.object, None, deferred=True)
             role = rule.role
             for candidate in rule.roles:
                 if candidate.syscalls and syscall not in candidate.syscalls:

@@ -17,14 +17,16 @@ KIB = 1024
 MIB = 1024 * KIB
 _ANON_RW_PRIVATE = flags.MAP_PRIVATE | flags.MAP_ANONYMOUS
 _RW = flags.PROT_READ | flags.PROT_WRITE
+_MUSL_MAP = "slot group or large allocation"  # what mallocng maps (alloc_group, large malloc)
 
 
 def _result(event: Syscall, category: str, owner: str, role: str, why: str) -> Classified:
     return Classified(event, category, owner, role, f"signature: {why}", "heuristic")
 
 
-def classify(event: Syscall, state: ProcessState) -> Classified:
-    """The best guess from the arguments and what this process did before."""
+def classify(event: Syscall, state: ProcessState, inside: str | None = None) -> Classified:
+    """The best guess from the arguments and what this process did before. ``inside``: the
+    owner whose unnamed code the stack shows made the call ("musl": its libc), if known."""
     program = os.path.basename(state.exe) or "program"
     fl = event.flags or 0
     prot = event.prot or 0
@@ -56,6 +58,14 @@ def classify(event: Syscall, state: ProcessState) -> Classified:
         if anon and allocator == "musl" and prot == flags.PROT_NONE and fl & flags.MAP_FIXED:
             why = "PROT_NONE MAP_FIXED page with musl (mallocng's guard at the old break)"
             return _result(event, "allocator", "musl", "guard page", why)
+        if inside == "musl" and anon and not fl & flags.MAP_FIXED:
+            # musl's libc maps anonymous memory for mallocng and for pthread_create, which
+            # maps guard + stack + TLS PROT_NONE, then opens all but the guard (musl 1.2.3).
+            if prot == flags.PROT_NONE:
+                why = "PROT_NONE anonymous map by musl's libc (pthread_create's stack)"
+                return _result(event, "thread-stack", "musl", "reserve stack (guard + stack)", why)
+            why = f"anonymous map by musl's libc (mallocng: {_MUSL_MAP})"
+            return _result(event, "allocator", "musl", _MUSL_MAP, why)
         stack_sized = length > MIB and length % MIB == 4096  # nptl: stack + one guard page
         if fl & flags.MAP_STACK or (anon and prot == flags.PROT_NONE and stack_sized):
             why = "MAP_STACK, or PROT_NONE of a stack size plus one guard page"
@@ -75,6 +85,12 @@ def classify(event: Syscall, state: ProcessState) -> Classified:
             why = "anonymous RW at or above glibc's 128 KiB mmap threshold"
             return _result(event, "allocator", "glibc", "large allocation", why)
         return _result(event, "user", program, "own call", "no allocator or loader signature")
+    if inside == "musl" and event.syscall in ("munmap", "madvise"):
+        # Reached when no replayed mapping covers the range (threads' calls recorded out of
+        # the kernel's order): in musl's libc only mallocng frees anonymous memory so.
+        why = f"{event.syscall} by musl's libc (mallocng's free)"
+        verb = "unmap" if event.syscall == "munmap" else "advise"
+        return _result(event, "allocator", "musl", f"{verb} ({_MUSL_MAP})", why)
     if event.syscall == "mprotect" and loading and prot == flags.PROT_READ:
         loader = "ld-musl" if allocator == "musl" else "ld.so"
         return _result(

@@ -184,6 +184,25 @@ def test_musl_malloc_metadata_and_guard(tmp_path: Path) -> None:
     assert set(kinds.values()) == {"kernel"}, "musl's loader is its libc, mapped by the kernel"
 
 
+def test_musl_threads_stacks_and_mallocng(tmp_path: Path) -> None:
+    """musl's libc has no symbols nor unwind tables: its stack frames are found by scanning and
+    may carry a wrong exported name. Each pthread_create maps one PROT_NONE stack (musl's,
+    not glibc's), unmapped at join; mallocng's anonymous maps are musl's, none the program's
+    own (threads.c makes no memory syscall itself)."""
+    if not Path(fixture("threads-musl")).exists():
+        pytest.skip("musl-gcc is not installed")
+    result = record(tmp_path, [fixture("threads-musl"), "2"])
+    assert result.returncode == 0, result.stderr
+    assert result.trace is not None
+    threads = int(result.reports("threads")[-1]["n"])
+    classified = classify(result.trace.data)
+    assert {c.owner for c in classified if c.category in ("allocator", "thread-stack")} == {"musl"}
+    stacks = Counter(c.event.syscall for c in classified if c.category == "thread-stack")
+    assert stacks == {"mmap": threads, "mprotect": threads, "munmap": threads}
+    assert not [c for c in classified if c.category in ("user", "runtime", "other")]
+    assert any(c.role == "slot group or large allocation" for c in classified)
+
+
 def test_static_program_is_static_glibc(tmp_path: Path) -> None:
     result = record(tmp_path, [fixture("static")])
     assert result.trace is not None
