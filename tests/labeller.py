@@ -133,7 +133,11 @@ class _Object:
             (int(m[1], 16), int(m[2], 16), int(m[3], 16))  # offset, vaddr, filesz
             for m in re.finditer(r"^\s*LOAD\s+(0x\w+)\s+(0x\w+)\s+0x\w+\s+(0x\w+)", headers, re.M)
         ]
-        self.static = "INTERP" not in headers and "DYNAMIC" not in headers
+        # No interpreter, and not a shared library: no DYNAMIC at all, or a static-pie's
+        # (which relocates itself; FLAGS_1 says PIE).
+        self.static = "INTERP" not in headers and (
+            "DYNAMIC" not in headers or "PIE" in _run("readelf", "-dW", path)
+        )
         ranges = _function_symbols(path)
         if os.path.basename(path).startswith("python3"):
             ranges += self._python_arena_functions(path)
