@@ -9,6 +9,7 @@ which the address-space replay (analyzers/addrspace.py) knows.
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 import re
 from collections.abc import Callable, Sequence
@@ -170,7 +171,7 @@ class Classifier:
         )
         name = decider.object_name
         functions = [_CLONE_SUFFIX.sub("", f.function) for f in stack if f.function]
-        static = is_exe and _is_static(exe)
+        static = _static_libc(exe) if is_exe else None
         for rule in self.rules.rules:
             if not rule.claims(name, is_exe, decider_function, static):
                 continue
@@ -211,20 +212,27 @@ class Classifier:
     def _released_by_mapper(
         self, event: Syscall, verdict: _Verdict, state: ProcessState
     ) -> Classified | None:
-        """A munmap of exactly a mapping that a runtime or allocator in the same object made.
+        """A munmap of exactly a mapping that a runtime, allocator or thread library in the
+        same object made.
 
         A free function that ends by tail-calling munmap leaves no frame of its own, so the
-        stack names whatever called it (CPython's arena free under ``PyObject_GC_Del``); the
-        object that mapped the range and unmaps the whole of it is releasing it.
+        stack names whatever called it (CPython's arena free under ``PyObject_GC_Del``), and a
+        static program's libc has no file name of its own (musl's pthread_join unmapping a
+        stack); the object that mapped the range and unmaps the whole of it is releasing it.
         """
-        region = state.space.find(event.addr or 0)
+        start = event.addr or 0
+        end = start + _pages(event.length)
+        parts = state.space.overlapping(start, end)  # one mapping, split by mprotect or not
+        if not parts or (parts[0].start, parts[-1].end) != (start, end):
+            return None
+        region = parts[0]
         if (
-            region is None
-            or region.category not in ("allocator", "runtime")
+            region.category not in ("allocator", "runtime", "thread-stack")
             or region.object is None
             or verdict.object is None
-            or (region.start, region.end) != (event.addr, (event.addr or 0) + _pages(event.length))
             or not _same_file(region.object, verdict.object)
+            or any(p.end != q.start for p, q in itertools.pairwise(parts))
+            or any((p.owner, p.object) != (region.owner, region.object) for p in parts[1:])
         ):
             return None
         caller = f"{os.path.basename(verdict.object)}({verdict.function or '?'})"
@@ -232,7 +240,7 @@ class Classifier:
             event,
             region.category,
             region.owner,
-            f"release {region.role}",
+            "free stack" if region.category == "thread-stack" else f"release {region.role}",
             f"unmaps the whole {region.owner} mapping ({region.role}) at {region.start:#x} "
             f"from the object that mapped it, in {caller}",
             "region",
@@ -390,10 +398,13 @@ def _kernel_objects(exe: str) -> set[str]:
 
 
 @functools.lru_cache(maxsize=256)
-def _is_static(exe: str) -> bool:
-    """No PT_INTERP: the executable carries its libc (glibc's or musl's malloc, nptl)."""
+def _static_libc(exe: str) -> str | None:
+    """The libc a statically linked executable (no PT_INTERP) carries: musl if it defines
+    musl's __init_libc (src/env/__libc_start_main.c), else glibc; None if dynamic."""
     obj = elf.open_elf(exe)
-    return obj is not None and not obj.interpreter
+    if obj is None or obj.interpreter:
+        return None
+    return "musl" if "__init_libc" in obj.function_symbols().names else "glibc"
 
 
 def loader_names(exe: str) -> set[str]:

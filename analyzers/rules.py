@@ -13,7 +13,8 @@ from tracer.errors import AlloctraceError
 
 _DEFAULT = Path(__file__).parent / "rules" / "default.toml"
 EXE = "{exe}"  # in `objects`: the process's own executable
-STATIC_EXE = "{static-exe}"  # in `objects`: the executable when statically linked (it has a libc)
+# in `objects`: the executable when statically linked, so carrying that libc
+STATIC_EXES = {"{static-glibc}": "glibc", "{static-musl}": "musl"}
 
 
 def _pattern(globs: list[str]) -> re.Pattern[str] | None:
@@ -41,7 +42,7 @@ class Rule:
     role: str
     objects: re.Pattern[str] | None
     exe: bool  # `objects` includes {exe}
-    static_exe: bool  # `objects` includes {static-exe}
+    static_libcs: frozenset[str]  # `objects` includes {static-glibc} or {static-musl}
     functions: re.Pattern[str] | None
     context: re.Pattern[str] | None
     roles: tuple[Role, ...]
@@ -50,15 +51,17 @@ class Rule:
     defer: bool = False  # the frame cannot tell: leave the event to region and heuristics
 
     def claims(
-        self, object_name: str, is_exe: bool, function: str | None, static: bool = False
+        self, object_name: str, is_exe: bool, function: str | None, static: str | None = None
     ) -> bool:
         """Does the decider frame (object file name, function) belong to this rule?
-        ``static``: the frame is in a statically linked executable."""
+        ``static``: the libc ("glibc", "musl") of the statically linked executable the frame
+        is in."""
         if self.unnamed and function is not None:
             return False
-        if self.objects is not None or self.exe or self.static_exe:
+        if self.objects is not None or self.exe or self.static_libcs:
             in_objects = self.objects is not None and bool(self.objects.fullmatch(object_name))
-            if not (in_objects or (is_exe and (self.exe or (self.static_exe and static)))):
+            static_exe = is_exe and static in self.static_libcs
+            if not (in_objects or (is_exe and self.exe) or static_exe):
                 return False
         if self.functions is not None:
             return function is not None and bool(self.functions.fullmatch(function))
@@ -112,9 +115,9 @@ def parse_rules(text: str, source: str) -> RuleSet:
                 category=str(table["category"]),
                 owner=str(table["owner"]),
                 role=str(table["role"]),
-                objects=_pattern([o for o in objects if o not in (EXE, STATIC_EXE)]),
+                objects=_pattern([o for o in objects if o != EXE and o not in STATIC_EXES]),
                 exe=EXE in objects,
-                static_exe=STATIC_EXE in objects,
+                static_libcs=frozenset(STATIC_EXES[o] for o in objects if o in STATIC_EXES),
                 functions=_pattern(_strings(table, "functions", where)),
                 context=_pattern(_strings(table, "context", where)),
                 roles=roles,
