@@ -130,7 +130,8 @@ def _noreserve(event: Syscall, length: int, prot: int, allocator: str) -> Classi
 
 
 def allocator_role(owner: str, event: Syscall) -> str | None:
-    """The role of a call inside an allocator library that has no symbols to name it.
+    """The role of a call inside an allocator (or CPython's arena allocator) that has no
+    symbols, or no rule roles, to name it.
 
     Debian ships no debug files for jemalloc, tcmalloc or mimalloc, so their internal frames are
     nameless; the call's arguments say what it was (jemalloc 5.3.0 pages.c and base.c, mimalloc
@@ -153,6 +154,11 @@ def allocator_role(owner: str, event: Syscall) -> str | None:
         if call == "mmap":
             return "segment" if length >= 4 * MIB else "thread data"
         return {"mprotect": "commit", "madvise": "purge", "munmap": "release segment"}.get(call)
+    if owner == "pymalloc" and call in ("mmap", "munmap"):
+        # obmalloc's arena allocator serves arenas (ARENA_SIZE: 1 MiB, 256 KiB before 3.10)
+        # and, through _PyObject_VirtualAlloc, the frames' data stack chunks (16 KiB or more).
+        what = "arena" if length in (MIB, 256 * KIB) else "frame data stack"
+        return what if call == "mmap" else f"release {what}"
     if owner == "tcmalloc":
         return {
             "brk": "sbrk (metadata or page heap)",
