@@ -992,10 +992,14 @@ def _stack_sentences(summary: Summary) -> list[str]:
     s = summary.stacks
     if s is None or not s.stacks:
         return []
+    if len(s.sizes) == 1:
+        each = f"{size_text(s.sizes[0])} (stack and guard page, PROT_NONE)"
+    else:  # e.g. the JVM's threads: some with a guard page, some without (guardsize 0)
+        sizes = [size_text(n) for n in s.sizes]
+        each = f"{', '.join(sizes[:-1])} or {sizes[-1]} (the stack, and a guard page if it has one)"
     text = (
         f"{plural(s.threads, 'thread')} started; each of the {plural(s.stacks, 'stack')} "
-        f"reserved {join_words([size_text(n) for n in s.sizes])} (stack and guard page, "
-        f"PROT_NONE), and {size_text(s.figures.committed)} was made accessible in all"
+        f"reserved {each}, and {size_text(s.figures.committed)} was made accessible in all"
     )
     if summary.header.resident_known:
         text += f"; {size_text(s.figures.resident)} of stack was resident at exit"
