@@ -119,12 +119,11 @@ def _new_object(
     names = _names(path)
     if names & preloaded:
         return LoadedObject(event.pid, path, "LD_PRELOAD", first_seq=event.seq)
+    # ld.so maps breadth first (the object asked for, at exec or by dlopen, then what it names
+    # in DT_NEEDED, and so on): the first loaded object naming this one brought it in.
+    needer = next((o.path for o in earlier if names & set(_needed(o.path))), None)
     frames = frames_of(event)
-    if any(f.function and _DLOPEN.fullmatch(f.function) for f in frames):
-        # A dlopen maps the object asked for, then what it names in DT_NEEDED (and so on).
-        for other in reversed(earlier):
-            if names & set(_needed(other.path)):
-                return LoadedObject(event.pid, path, "DT_NEEDED", other.path, first_seq=event.seq)
+    if needer is None and any(f.function and _DLOPEN.fullmatch(f.function) for f in frames):
         caller = next(
             (f.object for f in frames if f.object and not _SYSTEM.match(f.object_name)), None
         )
@@ -134,7 +133,4 @@ def _new_object(
     interpreter = exe_elf.interpreter if exe_elf is not None else None
     if interpreter is not None and os.path.realpath(interpreter) == os.path.realpath(path):
         return LoadedObject(event.pid, path, "kernel", first_seq=event.seq)  # PT_INTERP
-    for other in earlier:
-        if names & set(_needed(other.path)):
-            return LoadedObject(event.pid, path, "DT_NEEDED", other.path, first_seq=event.seq)
-    return LoadedObject(event.pid, path, "DT_NEEDED", first_seq=event.seq)
+    return LoadedObject(event.pid, path, "DT_NEEDED", needer, first_seq=event.seq)

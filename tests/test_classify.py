@@ -332,3 +332,16 @@ def test_jemalloc_linked_in_statically_is_jemalloc(tmp_path: Path) -> None:
     assert not [c for c in static.events if c.category == "user"]
     roles = {c.role for c in static.events if c.owner == "jemalloc"}
     assert roles >= {"page probe", "dss probe", "base block", "extent"}, roles
+
+
+def test_dlopen_dependencies_are_credited_breadth_first(tmp_path: Path) -> None:
+    """_ssl names libssl.so.3 and libcrypto.so.3, libssl names libcrypto too: ld.so maps
+    _ssl's needs in order, so libcrypto is _ssl's, the first loaded object that names it."""
+    result = record(tmp_path, ["/usr/bin/python3", "-c", "import _ssl"])
+    assert result.returncode == 0, result.stderr
+    assert result.trace is not None
+    loaded = {o.name: o for o in analyze(result.trace.data).objects}
+    ssl = next(o for name, o in loaded.items() if name.startswith("_ssl."))
+    assert ssl.how == "dlopen"
+    for name in ("libssl.so.3", "libcrypto.so.3"):
+        assert (loaded[name].how, loaded[name].needed_by) == ("DT_NEEDED", ssl.path), name
