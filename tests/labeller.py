@@ -21,7 +21,8 @@ Labelling a call
     2. decider in libjemalloc, libtcmalloc, libmimalloc, or jemalloc's code linked into
        another object (its private namespace je_ or Rust's _rjem_je_, pages.c's
        os_pages_*: libjemalloc_pic.a)                     -> allocator
-    3. decider in glibc (libc.so.6; in a static executable, a function that libc.a defines):
+    3. decider in glibc (libc.so.6, libc_malloc_debug.so; in a static executable, a function
+       that libc.a defines):
        looking at the glibc frames from the decider outwards, up to the first frame that is
        not glibc's,
        a static program's start-up TLS or RELRO (``__libc_setup_tls``, ``_dl_early_allocate``,
@@ -73,7 +74,7 @@ THREAD = re.compile(r".*(pthread_create|stack).*|start_thread")
 PYMALLOC = re.compile(r"_PyObject_Arena.*|new_arena")
 ALLOCATOR_LIBS = ("libjemalloc", "libtcmalloc", "libmimalloc")
 JEMALLOC_LINKED = re.compile(r"(_rjem_)?je_.*|os_pages_.*")
-GLIBC_LIBS = ("libc.so.6", "libc-2.")  # not musl's libc.so
+GLIBC_LIBS = ("libc.so.6", "libc-2.", "libc_malloc_debug.so")  # not musl's libc.so
 MUSL_LIBS = ("ld-musl", "libc.musl")
 
 # Run inside the traced interpreter: where its arena allocator's functions are (ELF addresses).

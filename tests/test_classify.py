@@ -345,3 +345,24 @@ def test_dlopen_dependencies_are_credited_breadth_first(tmp_path: Path) -> None:
     assert ssl.how == "dlopen"
     for name in ("libssl.so.3", "libcrypto.so.3"):
         assert (loaded[name].how, loaded[name].needed_by) == ("DT_NEEDED", ssl.path), name
+
+
+def test_malloc_debug_library_is_glibcs_malloc(tmp_path: Path) -> None:
+    """MALLOC_CHECK_ needs libc_malloc_debug.so preloaded, and that library carries its own
+    copy of glibc's malloc.c: its large allocations are glibc's, not a library's own calls."""
+    env = preload_env(None)
+    env.update(
+        {"LD_PRELOAD": "/usr/lib/x86_64-linux-gnu/libc_malloc_debug.so.0", "MALLOC_CHECK_": "3"}
+    )
+    result = record(tmp_path, [fixture("big")], env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.trace is not None
+    classified = classify(result.trace.data)
+    debug = [
+        c
+        for c in classified
+        if c.category != "loader"
+        and os.path.basename(c.object or "").startswith("libc_malloc_debug")
+    ]
+    assert {c.event.syscall for c in debug} >= {"mmap", "mremap", "munmap"}, "big's three sizes"
+    assert {(c.category, c.owner, c.decided_by) for c in debug} == {("allocator", "glibc", "stack")}

@@ -2,15 +2,15 @@
 
 Each case of the fixture matrix (seed, threads, big, usermmap, dlopen, forkexec under glibc
 and jemalloc/tcmalloc/mimalloc preloaded; seed with jemalloc linked, dynamically and from
-libjemalloc_pic.a; threads with
-glibc.malloc.hugetlb=2; static; ownnames), ``/usr/bin/python3 -c "import json"`` and a Python
-program that frees pymalloc arenas, runs twice: under ``strace -f -k -y``, labelled by
-tests/labeller.py (its own symbol lookup with nm and glibc's debug files, its own rules), and
-under ``alloctrace record``, classified by analyzers.analysis.analyze. The two runs' events
-are paired per thread (threads in creation order, since tids differ between runs), in order,
-by syscall and length, brk by how far it moves its process's break (tests/test_stacks.py's
-approach). The categories must agree for >= 99% of the paired events, overall and per
-program, and no event of alloctrace's may be ``other``.
+libjemalloc_pic.a; threads with glibc.malloc.hugetlb=2; big with MALLOC_CHECK_=3
+(libc_malloc_debug.so preloaded); static; ownnames), ``/usr/bin/python3 -c "import json"``
+and a Python program that frees pymalloc arenas, runs twice: under ``strace -f -k -y``,
+labelled by tests/labeller.py (its own symbol lookup with nm and glibc's debug files, its own
+rules), and under ``alloctrace record``, classified by analyzers.analysis.analyze. The two
+runs' events are paired per thread (threads in creation order, since tids differ between
+runs), in order, by syscall and length, brk by how far it moves its process's break
+(tests/test_stacks.py's approach). The categories must agree for >= 99% of the paired events,
+overall and per program, and no event of alloctrace's may be ``other``.
 """
 
 from __future__ import annotations
@@ -52,7 +52,11 @@ PROGRAMS: dict[str, list[str]] = {
 }
 VARIANTS = ["glibc", "jemalloc", "tcmalloc", "mimalloc"]  # the last three preloaded
 GLIBC_ONLY = ("static", "ownnames", "python3", "python3-arenas")
-TUNABLES = {"hugetlb": "glibc.malloc.hugetlb=2"}  # brk always fails: the heap grows by mmap
+MALLOC_DEBUG = "/usr/lib/x86_64-linux-gnu/libc_malloc_debug.so.0"  # glibc's, for MALLOC_CHECK_
+ENVIRONMENTS = {
+    "hugetlb": {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=2"},  # brk fails: the heap grows by mmap
+    "malloc-debug": {"LD_PRELOAD": MALLOC_DEBUG, "MALLOC_CHECK_": "3"},  # malloc.c's own copy
+}
 CASES = [
     (program, variant)
     for program in PROGRAMS
@@ -61,6 +65,7 @@ CASES = [
     ("seed", "jemalloc-linked"),  # fixtures/build/seed-jemalloc: g++ ... -ljemalloc
     ("seed", "jemalloc-static"),  # fixtures/build/seed-jemalloc-static: libjemalloc_pic.a
     ("threads", "hugetlb"),
+    ("big", "malloc-debug"),
 ]
 AGREEMENT = 0.99
 COVERAGE = 0.9  # paired / alloctrace's events: runs differ a little (threads race, ASLR)
@@ -197,8 +202,7 @@ def _run_case(tmp_path: Path, program: str, variant: str) -> Case:
     linked = {"jemalloc-linked": "seed-jemalloc", "jemalloc-static": "seed-jemalloc-static"}
     argv = [fixture(linked[variant])] if variant in linked else PROGRAMS[program]
     env = preload_env(variant if variant in PRELOADS else None)
-    if variant in TUNABLES:
-        env["GLIBC_TUNABLES"] = TUNABLES[variant]
+    env.update(ENVIRONMENTS.get(variant, {}))
     return compare_runs(tmp_path, Case(program, variant), argv, env)
 
 
