@@ -105,6 +105,8 @@ class Classifier:
                     state = states[event.pid] = ProcessState(event.pid, exe=trace.header.program)
                 result = self._classify_one(event, frames, state)
                 self._remember(event, result, state)
+                if state.align is not None or result.segment == "align":
+                    _name_alignment_reservation(event, result, state, out)
                 phase = phase_of[event.seq]
                 out.append(result if result.phase == phase else replace(result, phase=phase))
             elif isinstance(event, Exec):
@@ -274,18 +276,31 @@ class Classifier:
         """Name the object a loader call works on and the segment kind."""
         obj = found.object if found.object and not _is_loader_object(found.object) else None
         segment = None
+        fl = event.flags or 0
         if event.syscall == "mmap" and event.path and event.path != "/etc/ld.so.cache":
             obj = event.path
-            fixed = (event.flags or 0) & flags.MAP_FIXED
+            fixed = fl & flags.MAP_FIXED
             prot = event.prot or 0
-            if not fixed:
-                segment = "span"
+            reserved = state.align
+            aligned = reserved is not None and reserved[0] <= (event.addr or 0) < reserved[1]
+            if not fixed or (aligned and event.path not in state.spans):
+                segment = "span"  # the whole object, at an address of its own or one aligned
             elif prot & flags.PROT_EXEC:
                 segment = "text"
             elif prot & flags.PROT_WRITE:
                 segment = "data"
             else:
                 segment = "rodata"
+        elif (
+            event.syscall == "mmap"
+            and fl & flags.MAP_ANONYMOUS
+            and not fl & flags.MAP_FIXED
+            and event.prot == flags.PROT_NONE
+            and found.role == "map segment"
+        ):
+            # _dl_map_segment: p_align above the page size, so it reserves the object's length
+            # plus the alignment, maps the object aligned inside and unmaps the excess
+            segment = "align"
         elif event.addr is not None:
             owner = _object_at(state, event.addr)
             if owner is not None:
@@ -353,6 +368,24 @@ class Classifier:
             state.space.add(_at(keep, start, start + _pages(event.new_length), keep.prot))
         elif event.syscall == "brk":
             state.brk_calls += 1
+
+
+def _name_alignment_reservation(
+    event: Syscall, result: Classified, state: ProcessState, out: list[Classified]
+) -> None:
+    """An alignment reservation waits for the object mapped into it: then it is that object's,
+    and so is the range, until the excess is unmapped."""
+    if result.segment == "align":
+        if event.result is not None:
+            state.align = (event.result, event.result + _pages(event.length), len(out))
+        return
+    if result.segment != "span" or state.align is None or result.object is None:
+        return
+    start, end, index = state.align
+    state.align = None
+    if start <= (event.addr or 0) < end:
+        out[index] = replace(out[index], object=result.object)
+        state.spans[result.object] = (start, end)
 
 
 def _kernel_mapped(trace: TraceData) -> dict[tuple[int, int], dict[str, tuple[int, int]]]:

@@ -25,7 +25,7 @@ class Classified:
     decided_by: str  # "stack" | "region" | "heuristic"
     object: str | None = None  # the file a loader call maps, else the decider's object
     function: str | None = None  # the decider frame's function
-    segment: str | None = None  # loader calls: span, text, rodata, data, bss, relro, gap
+    segment: str | None = None  # loader calls: align, span, text, rodata, data, bss, relro, gap
     phase: str = "main"  # startup | main | exit (analyzers/phases.py)
 
 
@@ -43,6 +43,9 @@ class ProcessState:
     phase: str = "startup"  # from the tracer's Phase records, when the trace has them
     loader_done: bool = False  # ld.so unmapped ld.so.cache: start-up loading is over
     static: bool = False  # no PT_INTERP: libc's own start-up stands in for ld.so
+    # ld.so's reservation for an object whose p_align exceeds the page (start, end, index of
+    # its classified call), until the object's first segment is mapped into it
+    align: tuple[int, int, int] | None = None
     # allocator's answer, kept until another object is mapped (it is asked for at every call)
     _allocator: str | None = field(default=None, init=False, repr=False, compare=False)
 
@@ -53,14 +56,18 @@ class ProcessState:
             self._allocator = None
 
     def forget_spans(self, start: int, end: int, *, overlapping: bool = False) -> None:
-        """Drop the spans inside [start, end) (or, ``overlapping``, any that meet it): an object
-        unmapped (ld.so.cache, dlclose) must not claim what is mapped there later."""
-        if overlapping:
-            gone = [p for p, (lo, hi) in self.spans.items() if lo < end and start < hi]
-        else:
-            gone = [p for p, (lo, hi) in self.spans.items() if start <= lo and hi <= end]
-        for path in gone:
-            del self.spans[path]
+        """[start, end) was unmapped: an object unmapped (ld.so.cache, dlclose) must not claim
+        what is mapped there later. Spans inside it go, spans it cuts at an edge shrink (the
+        excess of an alignment reservation); ``overlapping``: any span meeting it goes."""
+        for path, (lo, hi) in list(self.spans.items()):
+            if hi <= start or end <= lo:
+                continue
+            if overlapping or (start <= lo and hi <= end):
+                del self.spans[path]
+            elif start <= lo:
+                self.spans[path] = (end, hi)
+            elif hi <= end:
+                self.spans[path] = (lo, start)
 
     def loading_span(self, addr: int) -> bool:
         """Is ``addr`` inside the span of an object the loader mapped?"""

@@ -285,7 +285,7 @@ def test_pymalloc_arenas_released_under_any_caller(tmp_path: Path) -> None:
 def test_dlopened_objects_dependencies_and_relro(tmp_path: Path) -> None:
     """A dlopen'ed library's own DT_NEEDED is needed by it, not dlopen'ed by the program; an
     object mapped where ld.so.cache was (read and unmapped by an earlier dlopen) gets its
-    RELRO, not the cache."""
+    RELRO, not the cache; an object aligned above the page size gets ld.so's reservation."""
     result = record(tmp_path, [fixture("dlopendeps")])
     assert result.returncode == 0, result.stderr
     assert result.trace is not None
@@ -300,8 +300,18 @@ def test_dlopened_objects_dependencies_and_relro(tmp_path: Path) -> None:
         if c.category == "loader" and c.event.syscall == "mprotect" and c.role == "RELRO"
     ]
     assert relros and all(c.object and c.object != "/etc/ld.so.cache" for c in relros), relros
-    for name in ("libdl.so.2", "libplugintop.so", "libplugin.so"):
+    for name in ("libdl.so.2", "libplugintop.so", "libplugin.so", "libpluginaligned.so"):
         assert "relro" in loaded[name].segments, loaded[name]
+    # 2 MiB p_align: every call of ld.so's for it, its reservation and trims too, is its own
+    aligned = loaded["libpluginaligned.so"]
+    assert aligned.how == "dlopen" and aligned.segments[:2] == ["align", "span"], aligned
+    unnamed = [
+        (c.event.syscall, c.role)
+        for c in analysis.events
+        if c.category == "loader" and c.phase == "main" and "ld.so.cache" not in c.role
+        if not c.object
+    ]
+    assert not unnamed, unnamed
 
 
 def test_jemalloc_linked_in_statically_is_jemalloc(tmp_path: Path) -> None:
