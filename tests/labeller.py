@@ -30,8 +30,9 @@ Labelling a call
        else a malloc-family function                   -> allocator,
        else pthread_create or a stack function         -> thread-stack,
        else                                            -> runtime (locale files, stdio...)
-    4. decider in python3: one of its frames, outwards to the first frame outside the
-       interpreter, is pymalloc's arena code (``_PyObject_Arena*``, ``new_arena``) -> runtime;
+    4. decider in the interpreter (python3.X, or libpython3.X.so when it is built shared):
+       one of its frames, outwards to the first frame outside the interpreter, is pymalloc's
+       arena code (``_PyObject_Arena*``, 3.13's ``_PyMem_Arena*``, ``new_arena``) -> runtime;
        so is its munmap of exactly a range that code mapped (the arena free function
        tail-calls munmap: it is not on the stack)
     5. anything else: the executable or a library it uses  -> user
@@ -71,8 +72,9 @@ MALLOC = re.compile(
     r"|aligned_alloc|posix_memalign)|.*(malloc|morecore|heap|arena|tcache|chunk|trim).*"
 )
 THREAD = re.compile(r".*(pthread_create|stack).*|start_thread")
-PYMALLOC = re.compile(r"_PyObject_Arena.*|new_arena")
+PYMALLOC = re.compile(r"_PyObject_Arena.*|_PyMem_Arena.*|new_arena")  # 3.13: _PyMem_Arena*
 ALLOCATOR_LIBS = ("libjemalloc", "libtcmalloc", "libmimalloc")
+PYTHON = ("python", "libpython")  # the interpreter, or the library it is when built shared
 JEMALLOC_LINKED = re.compile(r"(_rjem_)?je_.*|os_pages_.*")
 GLIBC_LIBS = ("libc.so.6", "libc-2.", "libc_malloc_debug.so")  # not musl's libc.so
 MUSL_LIBS = ("ld-musl", "libc.musl")
@@ -263,7 +265,7 @@ def label_frames(frames: Sequence[Named]) -> Label | None:
             if hit is not None:
                 return Label(category, where, f"{why}: {hit}")
         return Label("runtime", where, "glibc's own code")
-    if decider.object.startswith("python3"):
+    if decider.object.startswith(PYTHON):
         python = takewhile(lambda f: f.object == decider.object, frames[index:])
         hit = next((f for f in python if f.has(PYMALLOC)), None)
         if hit is not None:
@@ -282,7 +284,7 @@ def label_calls(calls: Sequence[StraceCall]) -> dict[StraceCall, Label | None]:
     arenas: set[tuple[int | None, int | None]] = set()
     for call in calls:
         found = out[call] = label_frames(name_frames(call.frames))
-        if found is None or not found.decider.startswith("python3"):
+        if found is None or not found.decider.startswith(PYTHON):
             continue
         if call.syscall == "mmap" and found.category == "runtime":
             arenas.add((call.result, call.length))

@@ -4,7 +4,8 @@ Each case of the fixture matrix (seed, threads, big, usermmap, dlopen, forkexec 
 and jemalloc/tcmalloc/mimalloc preloaded; seed with jemalloc linked, dynamically and from
 libjemalloc_pic.a; threads with glibc.malloc.hugetlb=2; big with MALLOC_CHECK_=3
 (libc_malloc_debug.so preloaded); static; ownnames), ``/usr/bin/python3 -c "import json"``
-and a Python program that frees pymalloc arenas, runs twice: under ``strace -f -k -y``,
+and a Python program that frees pymalloc arenas (under /usr/bin/python3 and under the
+interpreter running the tests), runs twice: under ``strace -f -k -y``,
 labelled by tests/labeller.py (its own symbol lookup with nm and glibc's debug files, its own
 rules), and under ``alloctrace record``, classified by analyzers.analysis.analyze. The two
 runs' events are paired per thread (threads in creation order, since tids differ between
@@ -19,6 +20,7 @@ import difflib
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,9 +51,11 @@ PROGRAMS: dict[str, list[str]] = {
     "ownnames": [fixture("ownnames")],  # its own malloc: LD_PRELOAD would change nothing
     "python3": [PYTHON, "-c", "import json"],
     "python3-arenas": [PYTHON, "-c", FREES_ARENAS],
+    # the interpreter running the tests: pyenv's here, with symbols, built --enable-shared
+    "python3-tests": [sys.executable, "-c", FREES_ARENAS],
 }
 VARIANTS = ["glibc", "jemalloc", "tcmalloc", "mimalloc"]  # the last three preloaded
-GLIBC_ONLY = ("static", "ownnames", "python3", "python3-arenas")
+GLIBC_ONLY = ("static", "ownnames", "python3", "python3-arenas", "python3-tests")
 MALLOC_DEBUG = "/usr/lib/x86_64-linux-gnu/libc_malloc_debug.so.0"  # glibc's, for MALLOC_CHECK_
 ENVIRONMENTS = {
     "hugetlb": {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=2"},  # brk fails: the heap grows by mmap
