@@ -118,6 +118,7 @@ class Classifier:
                     spans=dict(spans),
                     libraries=names,
                     static=len(names) == 1,
+                    static_musl=_static_libc(event.path) == "musl",
                 )
             elif isinstance(event, Spawn) and event.how != "thread":
                 parent = states.get(event.parent_pid)
@@ -132,6 +133,8 @@ class Classifier:
                         brk_calls=parent.brk_calls,
                         phase=parent.phase,
                         loader_done=True,
+                        static=parent.static,
+                        static_musl=parent.static_musl,
                     )
             elif isinstance(event, Phase) and event.pid in states:
                 states[event.pid].phase = event.phase

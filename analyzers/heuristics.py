@@ -18,6 +18,8 @@ MIB = 1024 * KIB
 _ANON_RW_PRIVATE = flags.MAP_PRIVATE | flags.MAP_ANONYMOUS
 _RW = flags.PROT_READ | flags.PROT_WRITE
 _MUSL_MAP = "slot group or large allocation"  # what mallocng maps (alloc_group, large malloc)
+# what glibc's setlocale (_nl_load_locale*) and iconv (__gconv_load_cache) map read-only
+_LOCALE_FILES = ("/lib/locale/", "/share/locale/", "/gconv/gconv-modules.cache")
 
 
 def _result(event: Syscall, category: str, owner: str, role: str, why: str) -> Classified:
@@ -34,6 +36,8 @@ def classify(event: Syscall, state: ProcessState, inside: str | None = None) -> 
     anon = bool(fl & flags.MAP_ANONYMOUS)
     allocator = state.allocator
     loading = not state.loader_done and state.phase == "startup"
+    # musl's code made the call: the stack said so, or it said nothing in a musl process
+    by_musl = inside == "musl" or (inside is None and allocator == "musl")
     if event.syscall == "brk":
         return _brk(event, state, allocator)
     if event.syscall == "mmap":
@@ -42,6 +46,9 @@ def classify(event: Syscall, state: ProcessState, inside: str | None = None) -> 
             return _result(event, "loader", "ld.so", "read ld.so.cache", "maps /etc/ld.so.cache")
         if file_backed and fl & flags.MAP_DENYWRITE:
             return _result(event, "loader", "ld.so", "map segment", "file map with MAP_DENYWRITE")
+        if event.path and any(part in event.path for part in _LOCALE_FILES):
+            why = "maps a locale file or the gconv cache (setlocale, iconv)"
+            return _result(event, "runtime", "glibc", "locale data", why)
         if (  # a log without -y paths: ld.so reads its cache before it maps any object
             event.path is None
             and file_backed
@@ -58,7 +65,7 @@ def classify(event: Syscall, state: ProcessState, inside: str | None = None) -> 
         if anon and allocator == "musl" and prot == flags.PROT_NONE and fl & flags.MAP_FIXED:
             why = "PROT_NONE MAP_FIXED page with musl (mallocng's guard at the old break)"
             return _result(event, "allocator", "musl", "guard page", why)
-        if inside == "musl" and anon and not fl & flags.MAP_FIXED:
+        if by_musl and anon and not fl & flags.MAP_FIXED:
             # musl's libc maps anonymous memory for mallocng and for pthread_create, which
             # maps guard + stack + TLS PROT_NONE, then opens all but the guard (musl 1.2.3).
             if prot == flags.PROT_NONE:
@@ -74,7 +81,7 @@ def classify(event: Syscall, state: ProcessState, inside: str | None = None) -> 
             why = "small anonymous RW map while ld.so loads (__minimal_malloc, TLS)"
             return _result(event, "loader", "ld.so", "minimal malloc", why)
         if anon and fl & flags.MAP_NORESERVE:
-            return _noreserve(event, length, prot, allocator)
+            return _noreserve(event, state, program)
         if anon and allocator == "jemalloc" and state.phase == "startup" and length == 4096:
             why = "4 KiB anonymous map at jemalloc start-up (pages_boot probe)"
             return _result(event, "allocator", "jemalloc", "page probe", why)
@@ -85,7 +92,7 @@ def classify(event: Syscall, state: ProcessState, inside: str | None = None) -> 
             why = "anonymous RW at or above glibc's 128 KiB mmap threshold"
             return _result(event, "allocator", "glibc", "large allocation", why)
         return _result(event, "user", program, "own call", "no allocator or loader signature")
-    if inside == "musl" and event.syscall in ("munmap", "madvise"):
+    if by_musl and event.syscall in ("munmap", "madvise"):
         # Reached when no replayed mapping covers the range (threads' calls recorded out of
         # the kernel's order): in musl's libc only mallocng frees anonymous memory so.
         why = f"{event.syscall} by musl's libc (mallocng's free)"
@@ -117,16 +124,28 @@ def _brk(event: Syscall, state: ProcessState, allocator: str) -> Classified:
     return _result(event, "allocator", "glibc", "grow main heap", "brk after start-up")
 
 
-def _noreserve(event: Syscall, length: int, prot: int, allocator: str) -> Classified:
-    if prot == flags.PROT_NONE and length in (64 * MIB, 128 * MIB):
-        why = "128 MiB PROT_NONE MAP_NORESERVE (2 x HEAP_MAX_SIZE)"
+def _noreserve(event: Syscall, state: ProcessState, program: str) -> Classified:
+    """MAP_NORESERVE: glibc's arena heaps, mimalloc's segments, jemalloc's maps; V8 and the
+    JVM reserve their heaps so too."""
+    length, prot, allocator = event.length or 0, event.prot or 0, state.allocator
+    # new_heap: 2 x the heap's maximum size, or once the maximum at the aligned address it
+    # remembered; the maximum is 64 MiB, or 4 huge pages with glibc.malloc.hugetlb=2 (8 MiB)
+    if prot == flags.PROT_NONE and length in (8 * MIB, 16 * MIB, 64 * MIB, 128 * MIB):
+        why = "PROT_NONE MAP_NORESERVE of 1 or 2 x a heap's maximum size (glibc new_heap)"
         return _result(event, "allocator", "glibc", "reserve arena heap", why)
-    if allocator == "mimalloc" or length == 32 * MIB:
+    hinted = 2 << 40 <= (event.result or 0) < 6 << 40  # mi_os_get_aligned_hint: 2-6 TiB
+    if allocator == "mimalloc" or (length == 32 * MIB and hinted):
         role = "segment" if length >= 4 * MIB else "thread data"
-        return _result(event, "allocator", "mimalloc", role, "MAP_NORESERVE with mimalloc")
-    role = "page probe" if length == 4096 else "extent or base block"
-    why = "MAP_NORESERVE page or 2 MiB multiple (jemalloc pages_map)"
-    return _result(event, "allocator", "jemalloc", role, why)
+        why = "MAP_NORESERVE with mimalloc, or 32 MiB at its 2-6 TiB hint"
+        return _result(event, "allocator", "mimalloc", role, why)
+    # jemalloc maps read-write (committing is a no-op with overcommit 0 or 1); V8's and the
+    # JVM's NORESERVE maps are PROT_NONE reservations
+    if allocator == "jemalloc" or prot == _RW:
+        role = "page probe" if length == 4096 else "extent or base block"
+        why = "MAP_NORESERVE read-write, or with jemalloc (pages_map)"
+        return _result(event, "allocator", "jemalloc", role, why)
+    why = "PROT_NONE MAP_NORESERVE of no allocator's shape (V8's or the JVM's heap reservation)"
+    return _result(event, "user", program, "own call", why)
 
 
 def allocator_role(owner: str, event: Syscall) -> str | None:

@@ -43,6 +43,7 @@ class ProcessState:
     phase: str = "startup"  # from the tracer's Phase records, when the trace has them
     loader_done: bool = False  # ld.so unmapped ld.so.cache: start-up loading is over
     static: bool = False  # no PT_INTERP: libc's own start-up stands in for ld.so
+    static_musl: bool = False  # static, and the libc it carries is musl's
     # ld.so's reservation for an object whose p_align exceeds the page (start, end, index of
     # its classified call), until the object's first segment is mapped into it
     align: tuple[int, int, int] | None = None
@@ -93,4 +94,4 @@ class ProcessState:
         ):
             if self.has_library(prefix):
                 return name
-        return "glibc"
+        return "musl" if self.static_musl else "glibc"

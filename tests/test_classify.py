@@ -13,6 +13,7 @@ from analyzers.analysis import Analysis, analyze
 from analyzers.classify import Classifier, classify
 from analyzers.model import Classified
 from tests.helpers import PRELOADS, fixture, preload_env, record
+from tracer import flags
 from tracer.records import Spawn
 
 
@@ -383,3 +384,54 @@ def test_malloc_debug_library_is_glibcs_malloc(tmp_path: Path) -> None:
     ]
     assert {c.event.syscall for c in debug} >= {"mmap", "mremap", "munmap"}, "big's three sizes"
     assert {(c.category, c.owner, c.decided_by) for c in debug} == {("allocator", "glibc", "stack")}
+
+
+@pytest.mark.parametrize(
+    ("argv", "env"),
+    [
+        ([fixture("threads-musl"), "2"], {}),
+        ([fixture("threads-musl-static"), "2"], {}),
+        # setlocale maps C.utf8's LC_* files and the gconv cache
+        (["/usr/bin/sort", "/etc/hostname"], {"LC_ALL": "C.UTF-8"}),
+    ],
+    ids=["musl-threads", "musl-static-threads", "locale"],
+)
+def test_heuristics_agree_with_stacks_on_programs(
+    tmp_path: Path, argv: list[str], env: dict[str, str]
+) -> None:
+    """Without stacks: mallocng's maps in a musl process, glibc's locale files, as the stacks
+    say."""
+    if not Path(argv[0]).exists():
+        pytest.skip(f"{argv[0]} is not there (musl-gcc is not installed)")
+    result = record(tmp_path, argv, env={**preload_env(None), **env})
+    assert result.returncode == 0, result.stderr
+    assert result.trace is not None
+    by_stack = classify(result.trace.data)
+    blind = Classifier().classify(result.trace.data, frames_of=lambda e: ())
+    misses = Counter(
+        (a.event.syscall, a.category, b.category, b.reason)
+        for a, b in zip(by_stack, blind, strict=True)
+        if a.category != b.category
+    )
+    assert sum(misses.values()) <= 0.05 * len(by_stack), misses.most_common(5)
+
+
+def test_heuristics_prot_none_noreserve_is_not_jemallocs(tmp_path: Path) -> None:
+    """The JVM's and V8's heaps are MAP_NORESERVE reservations too: PROT_NONE, without jemalloc
+    or mimalloc loaded, such a map is nobody's allocator (glibc's large chunks are plain)."""
+    own = (  # PROT_NONE, MAP_PRIVATE|MAP_ANONYMOUS|MAP_NORESERVE
+        "import ctypes; m = ctypes.CDLL(None).mmap; m.restype = ctypes.c_void_p; "
+        "m(None, 2 << 20, 0, 0x4022, -1, 0)"
+    )
+    result = record(tmp_path, ["/usr/bin/python3", "-c", own])
+    assert result.returncode == 0, result.stderr
+    assert result.trace is not None
+    blind = Classifier().classify(result.trace.data, frames_of=lambda e: ())
+    noreserve = [
+        c
+        for c in blind
+        if c.event.syscall == "mmap"
+        and (c.event.flags or 0) & flags.MAP_NORESERVE
+        and c.event.length == 2 << 20
+    ]
+    assert [c.category for c in noreserve] == ["user"], noreserve
