@@ -3,7 +3,9 @@
 By stack when the trace has one (the rules of analyzers/rules/default.toml decide), else by the
 documented argument signatures of analyzers/heuristics.py. Calls that touch an existing mapping
 (munmap, mprotect, madvise, mremap) and that no rule claims inherit the owner of that mapping,
-which the address-space replay (analyzers/addrspace.py) knows.
+which the address-space replay (analyzers/addrspace.py) knows; so does a munmap of a whole
+allocator, runtime or stack mapping from the object that made it, whatever its frame is named
+(a free function that tail-calls munmap leaves no frame of its own).
 """
 
 from __future__ import annotations
@@ -226,14 +228,16 @@ class Classifier:
         stack); the object that mapped the range and unmaps the whole of it is releasing it.
         """
         start = event.addr or 0
+        first = state.space.find(start)  # most munmaps: the program's own mapping, done here
+        if first is None or first.category not in ("allocator", "runtime", "thread-stack"):
+            return None
         end = start + _pages(event.length)
         parts = state.space.overlapping(start, end)  # one mapping, split by mprotect or not
         if not parts or (parts[0].start, parts[-1].end) != (start, end):
             return None
         region = parts[0]
         if (
-            region.category not in ("allocator", "runtime", "thread-stack")
-            or region.object is None
+            region.object is None
             or verdict.object is None
             or not _same_file(region.object, verdict.object)
             or any(p.end != q.start for p, q in itertools.pairwise(parts))
@@ -360,7 +364,8 @@ class Classifier:
                 state.loader_done = True
             end = event.addr + _pages(event.length)
             state.space.remove(event.addr, end)
-            state.forget_spans(event.addr, end)
+            if result.category == "loader":  # ld.so unmaps objects (dlclose, excess, cache)
+                state.forget_spans(event.addr, end)
         elif event.syscall == "mprotect" and event.addr is not None:
             state.space.reprotect(event.addr, event.addr + _pages(event.length), event.prot or 0)
         elif event.syscall == "mremap" and event.addr is not None:
