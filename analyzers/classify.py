@@ -65,10 +65,10 @@ class _Verdict:
     refine: bool = False  # let the arguments name the role (libraries without symbols)
     deferred: bool = False  # the owner's code, unnamed: its arguments decide (heuristics)
 
-    def classify(self, event: Syscall) -> Classified:
+    def classify(self, event: Syscall, phase: str = "main") -> Classified:
         role = self.role
         if self.refine:
-            role = heuristics.allocator_role(self.owner, event) or role
+            role = heuristics.allocator_role(self.owner, event, phase) or role
         return Classified(
             event,
             self.category,
@@ -153,7 +153,7 @@ class Classifier:
                 verdict = self._by_stack(event.syscall, stack, state.exe) if stack else None
                 self._verdicts[key] = verdict
             if verdict is not None and not verdict.deferred:
-                decided = verdict.classify(event)
+                decided = verdict.classify(event, state.phase)
                 if verdict.category == "user" and event.syscall == "munmap":
                     decided = self._released_by_mapper(event, verdict, state) or decided
             elif verdict is not None:

@@ -148,7 +148,7 @@ def _noreserve(event: Syscall, state: ProcessState, program: str) -> Classified:
     return _result(event, "user", program, "own call", why)
 
 
-def allocator_role(owner: str, event: Syscall) -> str | None:
+def allocator_role(owner: str, event: Syscall, phase: str = "main") -> str | None:
     """The role of a call inside an allocator (or CPython's arena allocator) that has no
     symbols, or no rule roles, to name it.
 
@@ -159,7 +159,7 @@ def allocator_role(owner: str, event: Syscall) -> str | None:
     length = event.length or 0
     call = event.syscall
     if owner == "jemalloc":
-        if length == 4096 and call in ("mmap", "madvise", "munmap"):
+        if length == 4096 and call in ("mmap", "madvise", "munmap") and phase == "startup":
             return "page probe"  # pages_boot: does MADV_DONTNEED / MADV_FREE really work?
         if call == "mmap":
             return "extent or base block"

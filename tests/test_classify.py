@@ -435,3 +435,17 @@ def test_heuristics_prot_none_noreserve_is_not_jemallocs(tmp_path: Path) -> None
         and c.event.length == 2 << 20
     ]
     assert [c.category for c in noreserve] == ["user"], noreserve
+
+
+def test_jemalloc_page_probes_are_its_start_up_only(tmp_path: Path) -> None:
+    """pages_boot probes madvise with one page at start-up; with dirty_decay_ms:0 jemalloc
+    purges freed pages at once, many one page long: those are purges, not probes."""
+    env = preload_env("jemalloc")
+    env["MALLOC_CONF"] = "dirty_decay_ms:0"
+    result = record(tmp_path, [fixture("threads")], env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.trace is not None
+    own = [c for c in analyze(result.trace.data).events if c.owner == "jemalloc"]
+    assert {c.phase for c in own if c.role == "page probe"} == {"startup"}
+    one_page = [c for c in own if c.event.syscall == "madvise" and c.event.length == 4096]
+    assert {c.role for c in one_page if c.phase == "main"} == {"purge"}
