@@ -183,6 +183,6 @@ def allocator_role(owner: str, event: Syscall, phase: str = "main") -> str | Non
             "brk": "sbrk (metadata or page heap)",
             "mmap": "page heap (mmap)",
             "madvise": "purge",
-            "munmap": "release",
+            "munmap": "trim",  # MmapSysAllocator::Alloc unmaps what alignment left over
         }.get(call)
     return None
