@@ -449,3 +449,17 @@ def test_jemalloc_page_probes_are_its_start_up_only(tmp_path: Path) -> None:
     assert {c.phase for c in own if c.role == "page probe"} == {"startup"}
     one_page = [c for c in own if c.event.syscall == "madvise" and c.event.length == 4096]
     assert {c.role for c in one_page if c.phase == "main"} == {"purge"}
+
+
+def test_tcmalloc_mmap_heap_trims_its_alignment(tmp_path: Path) -> None:
+    """With TCMALLOC_SKIP_SBRK the page heap grows by mmap (MmapSysAllocator), which maps
+    size + alignment and unmaps the excess: trims, not releases (those are madvise)."""
+    env = preload_env("tcmalloc")
+    env["TCMALLOC_SKIP_SBRK"] = "1"
+    result = record(tmp_path, [fixture("threads")], env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.trace is not None
+    own = [c for c in classify(result.trace.data) if c.owner == "tcmalloc"]
+    assert any(c.event.syscall == "mmap" for c in own)
+    assert {c.role for c in own if c.event.syscall == "munmap"} <= {"trim"}
+    assert {c.role for c in own if c.event.syscall == "madvise"} <= {"purge"}
