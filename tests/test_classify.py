@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from analyzers.analysis import Analysis, analyze
-from analyzers.classify import Classifier, classify
+from analyzers.classify import Classifier, classify, frames_resolver
 from analyzers.model import Classified
 from tests.helpers import PRELOADS, fixture, preload_env, record
 from tracer import flags
@@ -463,3 +463,27 @@ def test_tcmalloc_mmap_heap_trims_its_alignment(tmp_path: Path) -> None:
     assert any(c.event.syscall == "mmap" for c in own)
     assert {c.role for c in own if c.event.syscall == "munmap"} <= {"trim"}
     assert {c.role for c in own if c.event.syscall == "madvise"} <= {"purge"}
+
+
+def test_malloc_trim_shrinks_the_main_heap(tmp_path: Path) -> None:
+    """malloc_trim's brk is systrim's (the top of the main heap given back), its madvise the
+    purge of free pages inside (mtrim): one is not the other."""
+    trim = (
+        "import ctypes; libc = ctypes.CDLL(None); libc.mallopt(-1, 1 << 30); "  # M_TRIM_THRESHOLD
+        "blocks = [libc.malloc(60000) for _ in range(40)]; [libc.free(b) for b in blocks]; "
+        "libc.malloc_trim(0)"
+    )
+    result = record(tmp_path, ["/usr/bin/python3", "-c", trim])
+    assert result.returncode == 0, result.stderr
+    assert result.trace is not None
+    frames = frames_resolver(result.trace.data)
+    trimmed = [
+        c
+        for c in classify(result.trace.data)
+        if any(f.function == "malloc_trim" for f in frames(c.event))
+    ]
+    assert {c.event.syscall for c in trimmed} >= {"brk"}, trimmed
+    assert {(c.event.syscall, c.role) for c in trimmed} <= {
+        ("brk", "trim main heap"),
+        ("madvise", "purge"),
+    }
