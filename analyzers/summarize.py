@@ -678,7 +678,8 @@ def _upfront(
     figures = Figures()
     by_category: dict[str, int] = {}
     for row in table:
-        if row.phase == "startup":
+        # The kernel's row (what execve mapped) is no call's doing: not part of the upfront cost.
+        if row.phase == "startup" and row.category != KERNEL:
             figures.merge(row.figures)
             if row.figures.total:
                 by_category[row.category] = row.figures.total
