@@ -1,4 +1,5 @@
-"""Which malloc serves each process: glibc, jemalloc, tcmalloc, mimalloc, musl, static glibc.
+"""Which malloc serves each process: glibc, jemalloc, tcmalloc, mimalloc, musl, static glibc or
+static musl.
 
 Decided from the objects the process had loaded (and how: linked through DT_NEEDED, injected
 with LD_PRELOAD, or dlopen'd), with the version where the library reveals it in its own bytes;
@@ -45,7 +46,7 @@ _VERSIONS = {name: version for _file, name, version in KNOWN}
 class AllocatorInfo:
     """The malloc implementation serving one process."""
 
-    name: str  # glibc | jemalloc | tcmalloc | mimalloc | musl | static glibc
+    name: str  # glibc | jemalloc | tcmalloc | mimalloc | musl | static glibc | static musl
     how: str  # default | linked | preloaded | dlopen | static | linked in (no library of its own)
     path: str | None = None
     version: str | None = None
@@ -109,6 +110,16 @@ def _linked_in(events: Sequence[Classified]) -> dict[int, tuple[str, str]]:
     return out
 
 
+@functools.lru_cache(maxsize=256)
+def static_libc(exe: str) -> str | None:
+    """The libc a statically linked executable (no PT_INTERP) carries: musl if it defines
+    musl's __init_libc (src/env/__libc_start_main.c), else glibc; None if dynamic."""
+    obj = elf.open_elf(exe)
+    if obj is None or obj.interpreter:
+        return None
+    return "musl" if "__init_libc" in obj.function_symbols().names else "glibc"
+
+
 def detect(
     trace: TraceData, objects: Sequence[LoadedObject], events: Sequence[Classified] = ()
 ) -> dict[int, AllocatorInfo]:
@@ -145,7 +156,8 @@ def detect(
             if interpreter is not None and "ld-musl" in interpreter:
                 info = AllocatorInfo("musl", "default", runtime=runtime)
             elif exe_elf is not None and interpreter is None:
-                info = AllocatorInfo("static glibc", "static", exe, runtime=runtime)
+                name = f"static {static_libc(exe) or 'glibc'}"
+                info = AllocatorInfo(name, "static", exe, runtime=runtime)
             else:
                 info = AllocatorInfo("glibc", "default", None, _glibc_version(trace), runtime)
         out[pid] = info

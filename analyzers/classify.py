@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 
 from analyzers import heuristics
 from analyzers.addrspace import Region
+from analyzers.allocators import static_libc
 from analyzers.model import Classified, ProcessState
 from analyzers.phases import phases
 from analyzers.rules import RuleSet, default_rules
@@ -120,7 +121,7 @@ class Classifier:
                     spans=dict(spans),
                     libraries=names,
                     static=len(names) == 1,
-                    static_musl=_static_libc(event.path) == "musl",
+                    static_musl=static_libc(event.path) == "musl",
                 )
             elif isinstance(event, Spawn) and event.how != "thread":
                 parent = states.get(event.parent_pid)
@@ -178,7 +179,7 @@ class Classifier:
         )
         name = decider.object_name
         functions = [_CLONE_SUFFIX.sub("", f.function) for f in stack if f.function]
-        static = _static_libc(exe) if is_exe else None
+        static = static_libc(exe) if is_exe else None
         for rule in self.rules.rules:
             if not rule.claims(name, is_exe, decider_function, static):
                 continue
@@ -436,16 +437,6 @@ def _kernel_objects(exe: str) -> set[str]:
     if obj is not None and obj.interpreter:
         paths.add(os.path.realpath(obj.interpreter))
     return paths
-
-
-@functools.lru_cache(maxsize=256)
-def _static_libc(exe: str) -> str | None:
-    """The libc a statically linked executable (no PT_INTERP) carries: musl if it defines
-    musl's __init_libc (src/env/__libc_start_main.c), else glibc; None if dynamic."""
-    obj = elf.open_elf(exe)
-    if obj is None or obj.interpreter:
-        return None
-    return "musl" if "__init_libc" in obj.function_symbols().names else "glibc"
 
 
 def loader_names(exe: str) -> set[str]:

@@ -198,7 +198,10 @@ def test_musl_threads_stacks_and_mallocng(tmp_path: Path, name: str) -> None:
     assert result.returncode == 0, result.stderr
     assert result.trace is not None
     threads = int(result.reports("threads")[-1]["n"])
-    classified = classify(result.trace.data)
+    analysis = analyze(result.trace.data)
+    (info,) = analysis.allocators.values()
+    assert info.name == ("static musl" if name.endswith("static") else "musl")
+    classified = analysis.events
     assert {c.owner for c in classified if c.category in ("allocator", "thread-stack")} == {"musl"}
     stacks = Counter(c.event.syscall for c in classified if c.category == "thread-stack")
     assert stacks == {"mmap": threads, "mprotect": threads, "munmap": threads}
