@@ -76,7 +76,7 @@ EVENT_COLUMNS: Final[tuple[tuple[str, str], ...]] = (
     ("role", "what the call does for its owner: map segment, grow main heap, thread stack..."),
     ("phase", "startup (exec until main), main or exit"),
     ("object", "the file a loader call maps, else the object of the deciding stack frame"),
-    ("segment", "loader calls: span, text, rodata, data, bss, relro or gap"),
+    ("segment", "loader calls: span, align, text, rodata, data, bss, relro or gap"),
     ("function", "the deciding stack frame's function"),
     ("reason", "why the call got its category, in words"),
     ("decided_by", "stack, region or heuristic"),
