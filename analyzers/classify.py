@@ -25,7 +25,7 @@ from analyzers.phases import phases
 from analyzers.rules import RuleSet, default_rules
 from analyzers.symbols import ResolvedFrame, Symbolizer
 from tracer import elf, flags
-from tracer.records import Exec, Memory, Phase, Spawn, Syscall
+from tracer.records import Exec, Memory, Spawn, Syscall
 from tracer.traceformat import TraceData
 
 # GCC's clones and split functions: sysmalloc_mmap.constprop.0 is sysmalloc_mmap.
@@ -106,11 +106,13 @@ class Classifier:
                 state = states.get(event.pid)
                 if state is None:
                     state = states[event.pid] = ProcessState(event.pid, exe=trace.header.program)
+                # From the tracer's Phase records, or from the stacks when there are none (an
+                # imported strace log): the roles that depend on the phase need it either way.
+                state.phase = phase = phase_of[event.seq]
                 result = self._classify_one(event, frames, state)
                 self._remember(event, result, state)
                 if state.align is not None or result.segment == "align":
                     _name_alignment_reservation(event, result, state, out)
-                phase = phase_of[event.seq]
                 out.append(result if result.phase == phase else replace(result, phase=phase))
             elif isinstance(event, Exec):
                 spans = kernel_spans.get((event.pid, event.seq), {})
@@ -134,13 +136,10 @@ class Classifier:
                         libraries=set(parent.libraries),
                         seen_mmap=True,
                         brk_calls=parent.brk_calls,
-                        phase=parent.phase,
                         loader_done=True,
                         static=parent.static,
                         static_musl=parent.static_musl,
                     )
-            elif isinstance(event, Phase) and event.pid in states:
-                states[event.pid].phase = event.phase
         return out
 
     def _classify_one(self, event: Syscall, frames: FramesOf, state: ProcessState) -> Classified:

@@ -40,7 +40,7 @@ class ProcessState:
     libraries: set[str] = field(default_factory=set)  # file names of the objects mapped
     seen_mmap: bool = False
     brk_calls: int = 0
-    phase: str = "startup"  # from the tracer's Phase records, when the trace has them
+    phase: str = "startup"  # the phase of the call being classified (analyzers/phases.py)
     loader_done: bool = False  # ld.so unmapped ld.so.cache: start-up loading is over
     static: bool = False  # no PT_INTERP: libc's own start-up stands in for ld.so
     static_musl: bool = False  # static, and the libc it carries is musl's

@@ -18,7 +18,7 @@ import pytest
 
 import alloctrace
 from analyzers.model import Classified
-from tests.helpers import MEMORY_TRACE, fixture, record, strace
+from tests.helpers import MEMORY_TRACE, fixture, preload_env, record, strace
 from tracer.errors import AlloctraceError
 from tracer.records import Exec, Exit, Memory, Module, Spawn, Syscall
 from tracer.strace_import import import_strace
@@ -364,3 +364,18 @@ def test_modules_precede_the_stacks_that_use_them(tmp_path: Path) -> None:
             assert int(line.rsplit('"stack":', 1)[1].rstrip("}")) in seen_stacks
     assert all(isinstance(m, Module) for m in data.modules.values())
     assert all(isinstance(e, Syscall) for e in data.syscalls())
+
+
+def test_k_log_phases_come_from_the_stacks(tmp_path: Path) -> None:
+    """An strace log has no Phase records: the roles that depend on the phase take it from the
+    stacks. jemalloc probes with one page at start-up only; with dirty_decay_ms:0 its
+    one-page madvise calls in main are purges (as in a trace the tracer wrote)."""
+    env = {**os.environ, **preload_env("jemalloc"), "MALLOC_CONF": "dirty_decay_ms:0"}
+    text = strace(tmp_path, [fixture("threads")], "-f", "-k", "-y", "-e", MEMORY_TRACE, env=env)
+    log = tmp_path / "k.log"
+    log.write_text(text)
+    imported = alloctrace.import_strace(log, tmp_path / "k.jsonl")
+    own = [c for c in imported.classified if c.owner == "jemalloc"]
+    assert {c.phase for c in own if c.role == "page probe"} == {"startup"}
+    one_page = [c for c in own if c.event.syscall == "madvise" and c.event.length == 4096]
+    assert {c.role for c in one_page if c.phase == "main"} == {"purge"}
