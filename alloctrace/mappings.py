@@ -11,7 +11,7 @@ the plots and the notebook's ``Trace.mappings`` share it without pandas.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from analyzers.model import Classified
@@ -50,15 +50,18 @@ class _Space:
         self.starts: list[int] = []
         self.pieces: list[tuple[int, int, int]] = []
 
-    def cut(self, start: int, end: int) -> list[tuple[int, int, int]]:
-        """Remove [start, end); return the removed pieces."""
+    def cut(
+        self, start: int, end: int, spare: Callable[[int], bool] | None = None
+    ) -> list[tuple[int, int, int]]:
+        """Remove [start, end); return the removed pieces. Pieces of the mappings ``spare``
+        names (by index) stay whole."""
         i = max(bisect.bisect_right(self.starts, start) - 1, 0)
         j = i
         keep: list[tuple[int, int, int]] = []
         removed: list[tuple[int, int, int]] = []
         while j < len(self.pieces) and self.pieces[j][0] < end:
             lo, hi, index = self.pieces[j]
-            if hi <= start:
+            if hi <= start or (spare is not None and spare(index)):
                 keep.append(self.pieces[j])
             else:
                 if lo < start:
@@ -90,6 +93,7 @@ def _pages(length: int | None) -> int:
 class _Replay:
     def __init__(self) -> None:
         self.out: list[Lifetime] = []
+        self.returned: list[int] = []  # per lifetime: when the call that made it returned
         self.spaces: dict[int, _Space] = {}
         self.breaks: dict[int, int] = {}
 
@@ -99,8 +103,13 @@ class _Replay:
             found = self.spaces[pid] = _Space()
         return found
 
-    def remove(self, pid: int, start: int, end: int, seq: int, ts: int, how: str) -> None:
-        for lo, hi, index in self.space(pid).cut(start, end):
+    def remove(
+        self, pid: int, start: int, end: int, seq: int, ts: int, how: str, entered: bool = False
+    ) -> None:
+        """``entered``: ``ts`` is when a munmap (or mremap) was seen entering, and mappings made
+        by calls seen returning after it are not its (analyzers.addrspace.AddressSpace.remove)."""
+        spare = (lambda index: self.returned[index] > ts) if entered else None
+        for lo, hi, index in self.space(pid).cut(start, end, spare):
             life = self.out[index]
             life.size -= hi - lo
             if life.size <= 0 and life.removed_seq is None:
@@ -120,6 +129,7 @@ class _Replay:
         e = c.event
         self.remove(e.pid, start, end, e.seq, e.ts_ns, e.syscall)
         index = len(self.out)
+        self.returned.append((e.ts_ns or 0) + (e.dur_ns or 0))
         self.out.append(
             Lifetime(
                 e.pid,
@@ -150,6 +160,7 @@ class _Replay:
             if index not in copies:
                 source = self.out[index]
                 copies[index] = len(self.out)
+                self.returned.append(self.returned[index])
                 self.out.append(
                     Lifetime(
                         spawn.pid,
@@ -180,9 +191,11 @@ class _Replay:
         if e.syscall == "mmap":
             self.create(c, e.result, e.result + _pages(e.length))
         elif e.syscall == "munmap" and e.addr is not None:
-            self.remove(e.pid, e.addr, e.addr + _pages(e.length), e.seq, e.ts_ns, "munmap")
+            end = e.addr + _pages(e.length)
+            self.remove(e.pid, e.addr, end, e.seq, e.ts_ns, "munmap", entered=True)
         elif e.syscall == "mremap" and e.addr is not None:
-            self.remove(e.pid, e.addr, e.addr + _pages(e.length), e.seq, e.ts_ns, "mremap")
+            end = e.addr + _pages(e.length)
+            self.remove(e.pid, e.addr, end, e.seq, e.ts_ns, "mremap", entered=True)
             self.create(c, e.result, e.result + _pages(e.new_length))
         elif e.syscall == "brk":
             current = self.breaks.get(e.pid)

@@ -18,6 +18,9 @@ class Region:
     role: str
     object: str | None = None
     prot: int = 0
+    # When the call that made it was seen returning (0: unknown). A munmap seen entering before
+    # that cannot have removed it (see AddressSpace.remove).
+    made_ns: int = 0
 
 
 class AddressSpace:
@@ -51,12 +54,24 @@ class AddressSpace:
             i += 1
         return out
 
-    def remove(self, start: int, end: int) -> None:
-        """Forget [start, end): regions that straddle the edges are cut."""
+    def remove(self, start: int, end: int, entered_ns: int | None = None) -> None:
+        """Forget [start, end): regions that straddle the edges are cut.
+
+        ``entered_ns``: when the munmap was seen entering. A region whose call was seen
+        returning after that is kept: the program cannot have named an address before its mmap
+        returned, so that munmap ran first and freed the range the mmap then got. The tracer
+        reports the stops of threads stopped at once in its waitpid order, not the kernel's,
+        so such a munmap can be recorded after the mmap.
+        """
         if end <= start:
             return
         i = max(bisect.bisect_right(self._starts, start) - 1, 0)
-        if self._starts and self._starts[i] == start and self._regions[i].end == end:
+        if (
+            self._starts
+            and self._starts[i] == start
+            and self._regions[i].end == end
+            and (entered_ns is None or self._regions[i].made_ns <= entered_ns)
+        ):
             # The whole of one region (munmap undoing its mmap): nothing else to cut.
             del self._starts[i], self._regions[i]
             return
@@ -64,7 +79,9 @@ class AddressSpace:
         j = i
         while j < len(self._regions) and self._regions[j].start < end:
             region = self._regions[j]
-            if region.end > start:
+            if entered_ns is not None and region.made_ns > entered_ns:
+                keep_before.append(region)
+            elif region.end > start:
                 if region.start < start:
                     keep_before.append(replace(region, end=start))
                 if region.end > end:

@@ -348,6 +348,7 @@ class Classifier:
                     result.role,
                     result.object,
                     event.prot or 0,
+                    _returned(event),
                 )
             )
             if (
@@ -363,17 +364,17 @@ class Classifier:
             if "ld.so.cache" in result.role or result.object == "/etc/ld.so.cache":
                 state.loader_done = True
             end = event.addr + _pages(event.length)
-            state.space.remove(event.addr, end)
+            state.space.remove(event.addr, end, event.ts_ns)
             if result.category == "loader":  # ld.so unmaps objects (dlclose, excess, cache)
                 state.forget_spans(event.addr, end)
         elif event.syscall == "mprotect" and event.addr is not None:
             state.space.reprotect(event.addr, event.addr + _pages(event.length), event.prot or 0)
         elif event.syscall == "mremap" and event.addr is not None:
             old = state.space.find(event.addr)
-            state.space.remove(event.addr, event.addr + _pages(event.length))
+            state.space.remove(event.addr, event.addr + _pages(event.length), event.ts_ns)
             keep = old or Region(0, 0, result.category, result.owner, result.role, result.object)
-            start = event.result
-            state.space.add(_at(keep, start, start + _pages(event.new_length), keep.prot))
+            start, end = event.result, event.result + _pages(event.new_length)
+            state.space.add(replace(keep, start=start, end=end, made_ns=_returned(event)))
         elif event.syscall == "brk":
             state.brk_calls += 1
 
@@ -448,8 +449,9 @@ def loader_names(exe: str) -> set[str]:
     return names
 
 
-def _at(region: Region, start: int, end: int, prot: int) -> Region:
-    return Region(start, end, region.category, region.owner, region.role, region.object, prot)
+def _returned(event: Syscall) -> int:
+    """When the tracer saw the call return (its entry time plus its duration)."""
+    return (event.ts_ns or 0) + (event.dur_ns or 0)
 
 
 def _pages(length: int | None) -> int:

@@ -381,7 +381,10 @@ def _apply(c: Classified, proc: _Process, out: _Bytes) -> None:
     if e.result is None:
         out.sizes[e.seq] = size if e.syscall != "brk" else 0
         return
-    origin = _Origin(0, 0, c.category, c.owner, c.role, c.object, 0, c.phase, e.seq)
+    returned = (e.ts_ns or 0) + (e.dur_ns or 0)
+    origin = _Origin(
+        0, 0, c.category, c.owner, c.role, c.object, made_ns=returned, phase=c.phase, seq=e.seq
+    )
     space = proc.space
     if e.syscall == "mmap":
         start, end = e.result, e.result + _pages(e.length)
@@ -389,7 +392,7 @@ def _apply(c: Classified, proc: _Process, out: _Bytes) -> None:
         space.add(replace(origin, start=start, end=end, prot=prot))
         (out.committed if prot else out.reserved).append((key, end - start))
     elif e.syscall == "munmap" and e.addr is not None:
-        space.remove(e.addr, e.addr + _pages(e.length))
+        space.remove(e.addr, e.addr + _pages(e.length), e.ts_ns)
     elif e.syscall == "mprotect" and e.addr is not None:
         start, end = e.addr, e.addr + _pages(e.length)
         prot = e.prot or 0
@@ -405,9 +408,9 @@ def _apply(c: Classified, proc: _Process, out: _Bytes) -> None:
     elif e.syscall == "mremap" and e.addr is not None:
         old = space.find(e.addr)
         old_len, new_len = _pages(e.length), _pages(e.new_length)
-        space.remove(e.addr, e.addr + old_len)
+        space.remove(e.addr, e.addr + old_len, e.ts_ns)
         keep = old if old is not None else origin
-        space.add(replace(keep, start=e.result, end=e.result + new_len))
+        space.add(replace(keep, start=e.result, end=e.result + new_len, made_ns=returned))
         if new_len > old_len:
             out.committed.append((key, new_len - old_len))
     elif e.syscall == "brk":

@@ -26,26 +26,33 @@ ops = st.lists(
 
 @given(ops)
 def test_address_space_matches_a_page_model(steps: list[tuple[str, int, int, int]]) -> None:
+    """Step n's mapping is made at time n. A removal's fourth number says how many steps
+    earlier its munmap entered (7: no time given): it leaves the pages of mappings made later."""
     space = AddressSpace()
-    model: dict[int, tuple[str, int]] = {}  # page -> (owner, prot)
-    for n, (op, first, count, prot) in enumerate(steps):
+    model: dict[int, tuple[str, int, int]] = {}  # page -> (owner, prot, made)
+    for n, (op, first, count, arg) in enumerate(steps):
         start, end = first, min(first + count, PAGES)
         if op == "add":
-            space.add(Region(start, end, "user", f"call {n}", "own call", prot=prot))
-            model.update(dict.fromkeys(range(start, end), (f"call {n}", prot)))
+            space.add(Region(start, end, "user", f"call {n}", "own call", prot=arg, made_ns=n))
+            model.update(dict.fromkeys(range(start, end), (f"call {n}", arg, n)))
         elif op == "remove":
-            space.remove(start, end)
+            entered = None if arg == 7 else n - arg
+            space.remove(start, end, entered)
             for p in range(start, end):
-                model.pop(p, None)
+                if p in model and (entered is None or model[p][2] <= entered):
+                    del model[p]
         else:
-            space.reprotect(start, end, prot)
-            model.update({p: (model[p][0], prot) for p in range(start, end) if p in model})
+            space.reprotect(start, end, arg)
+            model.update(
+                {p: (model[p][0], arg, model[p][2]) for p in range(start, end) if p in model}
+            )
         regions = space.overlapping(0, PAGES)
         assert all(a.end <= b.start for a, b in itertools.pairwise(regions))
         assert all(r.start < r.end for r in regions)
         for p in range(PAGES):
             region = space.find(p)
-            assert (None if region is None else (region.owner, region.prot)) == model.get(p)
+            found = None if region is None else (region.owner, region.prot, region.made_ns)
+            assert found == model.get(p)
 
 
 def test_unmapping_what_was_mapped_leaves_nothing() -> None:

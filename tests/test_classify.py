@@ -490,3 +490,49 @@ def test_malloc_trim_shrinks_the_main_heap(tmp_path: Path) -> None:
         ("brk", "trim main heap"),
         ("madvise", "purge"),
     }
+
+
+def _reported_before_the_munmap_that_freed_them(run_events: list[Classified]) -> int:
+    """Non-MAP_FIXED mmaps that, in trace order, got a range still mapped: the kernel never
+    does that, so the munmap that freed it was recorded later (threads stopped at once are
+    reported in waitpid's order)."""
+    live: dict[int, list[tuple[int, int]]] = {}
+    count = 0
+    for c in run_events:
+        e = c.event
+        if e.result is None or e.syscall not in ("mmap", "munmap"):
+            continue
+        spans = live.setdefault(e.pid, [])
+        lo = e.result if e.syscall == "mmap" else e.addr or 0
+        hi = lo + (((e.length or 0) + 4095) & ~4095)
+        met = [s for s in spans if s[0] < hi and lo < s[1]]
+        fixed = (e.flags or 0) & (flags.MAP_FIXED | flags.MAP_FIXED_NOREPLACE)
+        count += e.syscall == "mmap" and bool(met) and not fixed
+        spans[:] = [s for s in spans if s not in met]
+        spans += [(a, b) for a, b in ((s[0], lo) for s in met) if a < b]
+        spans += [(a, b) for a, b in ((hi, s[1]) for s in met) if a < b]
+        if e.syscall == "mmap":
+            spans.append((lo, hi))
+    return count
+
+
+def test_a_munmap_recorded_after_the_mmap_that_reused_its_range_is_not_that_mappings_end(
+    tmp_path: Path,
+) -> None:
+    """16 threads each map and unmap their own pages. A munmap seen entering before an mmap
+    was seen returning cannot be that mapping's end, whatever the trace order: the replays
+    (classification, byte figures, the mappings table) keep the newer mapping. Without stacks
+    each munmap is then decided by the region it unmaps."""
+    run = record(tmp_path, [fixture("threadbench"), "16", "2000"], "--no-stacks")
+    assert run.returncode == 0 and run.trace is not None, run.stderr
+    events = run.trace.classified
+    if not _reported_before_the_munmap_that_freed_them(events):
+        pytest.skip("no munmap was recorded after the mmap that reused its range in this run")
+    tid = {c.event.seq: c.event.tid for c in events}
+    mappings = run.trace.mappings
+    own = mappings[(mappings.category == "user") & (mappings.removed_by == "munmap")]
+    assert len(own) > 16 * 1000
+    ended_by = [tid[seq] for seq in own["removed_seq"].astype(int).tolist()]
+    assert ended_by == own["tid"].tolist(), "a thread's mapping ended by another thread's munmap"
+    munmaps = Counter(c.decided_by for c in events if c.event.syscall == "munmap")
+    assert munmaps["region"] >= 0.95 * sum(munmaps.values()), munmaps
