@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from analyzers.model import Classified
+from tracer.flags import MAP_FIXED, MAP_FIXED_NOREPLACE
 from tracer.records import Event, Exec, Exit, Spawn, Syscall
 
 _PAGE = 4096
@@ -96,6 +97,10 @@ class _Replay:
         self.returned: list[int] = []  # per lifetime: when the call that made it returned
         self.spaces: dict[int, _Space] = {}
         self.breaks: dict[int, int] = {}
+        # Per process: pieces an mmap without MAP_FIXED found still mapped. The kernel never
+        # gives such an mmap a mapped range: a munmap recorded later had freed it (see
+        # remove). (lo, hi, lifetime index, the mmap's seq, ts and return time.)
+        self.displaced: dict[int, list[tuple[int, int, int, int, int, int]]] = {}
 
     def space(self, pid: int) -> _Space:
         found = self.spaces.get(pid)
@@ -110,13 +115,38 @@ class _Replay:
         by calls seen returning after it are not its (analyzers.addrspace.AddressSpace.remove)."""
         spare = (lambda index: self.returned[index] > ts) if entered else None
         for lo, hi, index in self.space(pid).cut(start, end, spare):
-            life = self.out[index]
-            life.size -= hi - lo
-            if life.size <= 0 and life.removed_seq is None:
-                life.size = 0
-                life.removed_seq, life.removed_ns, life.removed_by = seq, ts, how
+            self._shrink(index, hi - lo, seq, ts, how)
+        if entered and pid in self.displaced:
+            self._claim_displaced(pid, start, end, seq, ts, how)
+
+    def _shrink(self, index: int, size: int, seq: int, ts: int, how: str) -> None:
+        life = self.out[index]
+        life.size -= size
+        if life.size <= 0 and life.removed_seq is None:
+            life.size = 0
+            life.removed_seq, life.removed_ns, life.removed_by = seq, ts, how
+
+    def _claim_displaced(self, pid: int, start: int, end: int, seq: int, ts: int, how: str) -> None:
+        """The munmap that freed displaced pieces: it covers them and entered before the mmap
+        that found them mapped returned."""
+        left: list[tuple[int, int, int, int, int, int]] = []
+        for lo, hi, index, by_seq, by_ts, returned in self.displaced[pid]:
+            if hi <= start or lo >= end or ts >= returned:
+                left.append((lo, hi, index, by_seq, by_ts, returned))
+                continue
+            left += [
+                (a, b, index, by_seq, by_ts, returned) for a, b in ((lo, start), (end, hi)) if a < b
+            ]
+            self._shrink(index, min(hi, end) - max(lo, start), seq, ts, how)
+        self.displaced[pid] = left
+
+    def settle_displaced(self, pid: int) -> None:
+        """Displaced pieces no munmap claimed: ended by the mmap that found them."""
+        for lo, hi, index, seq, ts, _returned in self.displaced.pop(pid, []):
+            self._shrink(index, hi - lo, seq, ts, "mmap")
 
     def end_all(self, pid: int, seq: int, ts: int, how: str) -> None:
+        self.settle_displaced(pid)
         space = self.spaces.pop(pid, None)
         if space is None:
             return
@@ -127,9 +157,15 @@ class _Replay:
 
     def create(self, c: Classified, start: int, end: int) -> None:
         e = c.event
-        self.remove(e.pid, start, end, e.seq, e.ts_ns, e.syscall)
+        returned = (e.ts_ns or 0) + (e.dur_ns or 0)
+        if e.syscall == "mmap" and not (e.flags or 0) & (MAP_FIXED | MAP_FIXED_NOREPLACE):
+            held = self.displaced.setdefault(e.pid, [])
+            for lo, hi, index in self.space(e.pid).cut(start, end):
+                held.append((lo, hi, index, e.seq, e.ts_ns, returned))
+        else:
+            self.remove(e.pid, start, end, e.seq, e.ts_ns, e.syscall)
         index = len(self.out)
-        self.returned.append((e.ts_ns or 0) + (e.dur_ns or 0))
+        self.returned.append(returned)
         self.out.append(
             Lifetime(
                 e.pid,
@@ -224,4 +260,6 @@ def lifetimes(events: Iterable[Event], classified: Sequence[Classified]) -> list
             replay.fork(event)
         elif isinstance(event, Exit) and event.tid == event.pid:
             replay.end_all(event.pid, event.seq, event.ts_ns, "exit")
+    for pid in list(replay.displaced):
+        replay.settle_displaced(pid)
     return replay.out
