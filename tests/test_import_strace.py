@@ -264,18 +264,8 @@ def test_exec_argv_and_k_program(tmp_path: Path) -> None:
 
 def test_exec_in_a_thread(tmp_path: Path) -> None:
     """execve returns in the leader's pid, on a line without one: the process's new program."""
-    text = """\
-mmap(NULL, 8392704, PROT_NONE, MAP_PRIVATE|MAP_ANONYMOUS|MAP_STACK, -1, 0) = 0x7f200fe69000
-strace: Process 9400 attached
-[pid  9400] mmap(NULL, 4096, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = 0x7f2010857000
-[pid  9400] execve("/bin/true", ["/bin/true"], 0x7ffe2e4242a8 /* 35 vars */ <pid changed to 9399 ...>
-+++ superseded by execve in pid 9400 +++
-<... execve resumed>)                   = 0
-mmap(NULL, 8192, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = 0x7fc7559b1000
-+++ exited with 0 +++
-"""  # noqa: E501
-    log, out = _import(tmp_path, text)
-    import_strace(log, out)
+    out = tmp_path / "exec.jsonl"
+    import_strace(DATA / "exec-in-a-thread.log", out)
     data = read_trace(out)
     assert (data.header.program, data.header.argv) == ("/bin/true", ["/bin/true"])
     # An import has no Memory events (nor their lack of a tid).

@@ -178,6 +178,14 @@ def assert_untraced_and_running(pid: int) -> None:
         assert procfs.state(tid) not in ("t", "T"), f"thread {tid} is stopped"
 
 
+def assert_longrun_finishes_its_work(target: Target) -> None:
+    """longrun, ended the friendly way: exit status 0, and its own check of its work passed."""
+    code, reports = target.finish()
+    assert code == 0
+    (done,) = [r for r in parse_reports(reports, "longrun") if "done" in r]
+    assert done["failed"] == "0"
+
+
 def footer_of(result: Result) -> tuple[str, int | None, int | None]:
     assert result.trace is not None, result.stderr
     assert result.trace.footer is not None, "the trace has its footer"
@@ -253,6 +261,14 @@ def _wait_state(pid: int, states: str, timeout: float = 10) -> None:
         time.sleep(0.01)
 
 
+def _wait_tracer(pid: int, tracer: int, timeout: float = 10) -> None:
+    """Until ``pid``'s TracerPid is ``tracer`` (0: none)."""
+    deadline = time.monotonic() + timeout
+    while procfs.tracer_of(pid) != tracer:
+        assert time.monotonic() < deadline, f"{pid} is traced by {procfs.tracer_of(pid)}"
+        time.sleep(0.02)
+
+
 def _wait_for_events(path: Path, count: int = 50, timeout: float = 20) -> None:
     """Until the trace being written (its .partial file) has ``count`` lines."""
     deadline = time.monotonic() + timeout
@@ -296,10 +312,7 @@ def test_attach_traces_every_thread_then_detaches_leaving_it_unharmed(
     spawned = [e for e in result.trace.records if isinstance(e, Spawn) and e.how == "thread"]
     assert spawned, "threads created while traced are followed"
     assert any(e.stack is not None for e in syscalls_of(result.trace)), "stacks when attached"
-    code, reports = target.finish()
-    assert code == 0
-    (done,) = [r for r in parse_reports(reports, "longrun") if "done" in r]
-    assert done["failed"] == "0"
+    assert_longrun_finishes_its_work(target)
 
 
 def test_alloctrace_killed_while_attached_leaves_the_program_running_unharmed(
@@ -315,17 +328,12 @@ def test_alloctrace_killed_while_attached_leaves_the_program_running_unharmed(
     _wait_for_events(out, 400)
     tracer.signal(signal.SIGKILL)
     assert tracer.proc.wait(timeout=30) == -signal.SIGKILL
-    deadline = time.monotonic() + 10
-    while procfs.tracer_of(target.pid) != 0 and time.monotonic() < deadline:
-        time.sleep(0.02)
+    _wait_tracer(target.pid, 0)  # the kernel detaches it as alloctrace dies
     assert_untraced_and_running(target.pid)
     (partial,) = tmp_path.glob(".attached.jsonl.*.partial")
     trace = alloctrace.load(partial)
     assert not trace.complete and len(list(trace.syscalls())) >= 300
-    code, reports = target.finish()
-    assert code == 0
-    (done,) = [r for r in parse_reports(reports, "longrun") if "done" in r]
-    assert done["failed"] == "0"
+    assert_longrun_finishes_its_work(target)
 
 
 def test_detach_gives_up_on_a_thread_that_cannot_stop_and_the_kernel_releases_it(
@@ -340,10 +348,7 @@ def test_detach_gives_up_on_a_thread_that_cannot_stop_and_the_kernel_releases_it
     target.stderr.wait_for("ready=1")
     out = tmp_path / "held.jsonl"
     tracer = Alloctrace("record", "--no-stacks", "--pid", str(target.pid), "-o", str(out))
-    deadline = time.monotonic() + 20
-    while procfs.tracer_of(target.pid) != tracer.proc.pid:
-        assert time.monotonic() < deadline, "alloctrace did not attach"
-        time.sleep(0.02)
+    _wait_tracer(target.pid, tracer.proc.pid, timeout=20)
     os.kill(target.pid, signal.SIGUSR1)
     child = int(target.stderr.wait_for("child=").split("child=")[1].split()[0])
     _wait_state(target.pid, "D")  # in the kernel's vfork wait

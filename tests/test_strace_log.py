@@ -756,17 +756,7 @@ getpid() = 5
 
 
 def test_exec_in_a_thread_moves_the_pending_call() -> None:
-    text = """\
-mmap(NULL, 8392704, PROT_NONE, MAP_PRIVATE|MAP_ANONYMOUS|MAP_STACK, -1, 0) = 0x7f200fe69000
-strace: Process 9400 attached
-[pid  9400] mmap(NULL, 4096, PROT_READ, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = 0x7f2010857000
-[pid  9400] execve("/bin/true", ["/bin/true"], 0x7ffe2e4242a8 /* 35 vars */ <pid changed to 9399 ...>
-+++ superseded by execve in pid 9400 +++
-<... execve resumed>)                   = 0
-mmap(NULL, 8192, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS, -1, 0) = 0x7fc7559b1000
-+++ exited with 0 +++
-"""  # noqa: E501
-    log = parse_strace(text)
+    log = read_strace(DATA / "exec-in-a-thread.log")
     assert log.unparsed == []
     assert [(c.pid, c.length) for c in log.calls] == [(9399, 8392704), (9400, 4096), (9399, 8192)]
     assert log.skipped == 1
