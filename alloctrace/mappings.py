@@ -157,7 +157,7 @@ class _Replay:
 
     def create(self, c: Classified, start: int, end: int) -> None:
         e = c.event
-        returned = (e.ts_ns or 0) + (e.dur_ns or 0)
+        returned = e.returned_ns
         if e.syscall == "mmap" and not (e.flags or 0) & (MAP_FIXED | MAP_FIXED_NOREPLACE):
             held = self.displaced.setdefault(e.pid, [])
             for lo, hi, index in self.space(e.pid).cut(start, end):

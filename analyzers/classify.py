@@ -348,7 +348,7 @@ class Classifier:
                     result.role,
                     result.object,
                     event.prot or 0,
-                    _returned(event),
+                    event.returned_ns,
                 )
             )
             if (
@@ -374,7 +374,7 @@ class Classifier:
             state.space.remove(event.addr, event.addr + _pages(event.length), event.ts_ns)
             keep = old or Region(0, 0, result.category, result.owner, result.role, result.object)
             start, end = event.result, event.result + _pages(event.new_length)
-            state.space.add(replace(keep, start=start, end=end, made_ns=_returned(event)))
+            state.space.add(replace(keep, start=start, end=end, made_ns=event.returned_ns))
         elif event.syscall == "brk":
             state.brk_calls += 1
 
@@ -447,11 +447,6 @@ def loader_names(exe: str) -> set[str]:
     if obj is not None and obj.interpreter:
         names.add(os.path.basename(obj.interpreter))
     return names
-
-
-def _returned(event: Syscall) -> int:
-    """When the tracer saw the call return (its entry time plus its duration)."""
-    return (event.ts_ns or 0) + (event.dur_ns or 0)
 
 
 def _pages(length: int | None) -> int:

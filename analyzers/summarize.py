@@ -381,9 +381,8 @@ def _apply(c: Classified, proc: _Process, out: _Bytes) -> None:
     if e.result is None:
         out.sizes[e.seq] = size if e.syscall != "brk" else 0
         return
-    returned = (e.ts_ns or 0) + (e.dur_ns or 0)
     origin = _Origin(
-        0, 0, c.category, c.owner, c.role, c.object, made_ns=returned, phase=c.phase, seq=e.seq
+        0, 0, c.category, c.owner, c.role, c.object, made_ns=e.returned_ns, phase=c.phase, seq=e.seq
     )
     space = proc.space
     if e.syscall == "mmap":
@@ -410,7 +409,7 @@ def _apply(c: Classified, proc: _Process, out: _Bytes) -> None:
         old_len, new_len = _pages(e.length), _pages(e.new_length)
         space.remove(e.addr, e.addr + old_len, e.ts_ns)
         keep = old if old is not None else origin
-        space.add(replace(keep, start=e.result, end=e.result + new_len, made_ns=returned))
+        space.add(replace(keep, start=e.result, end=e.result + new_len, made_ns=e.returned_ns))
         if new_len > old_len:
             out.committed.append((key, new_len - old_len))
     elif e.syscall == "brk":

@@ -84,6 +84,12 @@ class Syscall:
     errno: int | None = None
     stack: int | None = None
 
+    @property
+    def returned_ns(self) -> Nanoseconds:
+        """When the tracer saw the call return: the program cannot have named an address the
+        call gave before then (analyzers.addrspace.AddressSpace.remove)."""
+        return self.ts_ns + self.dur_ns
+
 
 @dataclass(frozen=True, slots=True)
 class Spawn:
