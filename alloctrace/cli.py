@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, MutableMapping, Sequence
 from typing import Annotated, Any
 
 import typer
@@ -11,14 +12,6 @@ from typer.core import TyperGroup
 
 from alloctrace import __version__
 from alloctrace.commands import PROGRAM_CONTEXT
-from alloctrace.commands.allocators import allocators
-from alloctrace.commands.diff import diff
-from alloctrace.commands.export import export
-from alloctrace.commands.import_strace import import_strace
-from alloctrace.commands.plot import plot
-from alloctrace.commands.record import record
-from alloctrace.commands.report import report
-from alloctrace.commands.run import run
 from tracer.errors import AlloctraceError
 
 # click's base error class, reached through typer (recent typer vendors its own click).
@@ -27,12 +20,83 @@ _CLICK_ERROR: type[Exception] = next(
 )
 
 
+# A new subcommand is one module in alloctrace/commands/ and one line here: its name, then the
+# module and function that implement it, then its context settings.
+SUBCOMMANDS: dict[str, tuple[str, str, dict[str, Any] | None]] = {
+    "run": ("alloctrace.commands.run", "run", PROGRAM_CONTEXT),
+    "record": ("alloctrace.commands.record", "record", PROGRAM_CONTEXT),
+    "report": ("alloctrace.commands.report", "report", None),
+    "diff": ("alloctrace.commands.diff", "diff", PROGRAM_CONTEXT),
+    "allocators": ("alloctrace.commands.allocators", "allocators", None),
+    "export": ("alloctrace.commands.export", "export", None),
+    "plot": ("alloctrace.commands.plot", "plot", None),
+    "import-strace": ("alloctrace.commands.import_strace", "import_strace", None),
+}
+
+
+def _subcommand(name: str) -> Any:  # click's Command
+    """The click command of subcommand ``name``, built by typer from its function."""
+    module, function, context_settings = SUBCOMMANDS[name]
+    single = typer.Typer(
+        add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None
+    )
+    single.command(name, context_settings=context_settings)(
+        getattr(importlib.import_module(module), function)
+    )
+    return typer.main.get_command(single)
+
+
+class _LazyCommands(MutableMapping[str, Any]):
+    """The subcommands by name, each loaded and built by typer when first looked up.
+
+    typer builds every registered command's click command at each start (signature, type
+    hints, parameters: 1.5-3 ms each, 15 ms for all eight, measured) and the commands import
+    their modules (diff: ctypes, tempfile); a run needs one of them. The names are known
+    without building: ``--help`` and shell completion build what they list.
+    """
+
+    def __init__(self, built: MutableMapping[str, Any]) -> None:
+        self._built = dict(built)
+        self._names = [*SUBCOMMANDS, *(n for n in built if n not in SUBCOMMANDS)]
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self._names:
+            raise KeyError(name)
+        if name not in self._built:
+            self._built[name] = _subcommand(name)
+        return self._built[name]
+
+    def __setitem__(self, name: str, command: Any) -> None:
+        if name not in self._names:
+            self._names.append(name)
+        self._built[name] = command
+
+    def __delitem__(self, name: str) -> None:
+        if name not in self._names:
+            raise KeyError(name)
+        self._names.remove(name)
+        self._built.pop(name, None)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._names))
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+
 class _RunByDefault(TyperGroup):
     """``alloctrace ./prog`` is ``alloctrace run ./prog``: a first word that is neither a
     subcommand nor an option of alloctrace itself starts the default command, and so does ``--``
     (``alloctrace -- record`` runs a program named ``record``). A bad argument is one line
     ``alloctrace: ...`` on stderr and exit status 2, like every other error.
     """
+
+    def __init__(self, **attrs: Any) -> None:
+        super().__init__(**attrs)
+        self.commands = _LazyCommands(self.commands)
 
     def main(
         self,
@@ -122,17 +186,6 @@ def _root(
     ] = False,
 ) -> None:
     """The options of alloctrace itself (the help is HELP)."""
-
-
-# A new subcommand is one module in alloctrace/commands/ and one line here.
-app.command(context_settings=PROGRAM_CONTEXT)(run)
-app.command(context_settings=PROGRAM_CONTEXT)(record)
-app.command()(report)
-app.command(context_settings=PROGRAM_CONTEXT)(diff)
-app.command()(allocators)
-app.command()(export)
-app.command()(plot)
-app.command("import-strace")(import_strace)
 
 
 def main() -> None:

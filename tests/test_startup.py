@@ -45,3 +45,6 @@ def test_record_without_stacks_loads_no_unwinder(tmp_path: Path) -> None:
     loaded = _modules_after("record", "--no-stacks", "-q", "-o", out, "--", fixture("seed"))
     assert "tracer.session" in loaded
     assert not {"tracer.stacks", "tracer.unwind", "tracer.modules"} & loaded
+    # typer builds, and the CLI imports, only the subcommand that runs
+    commands = {m for m in loaded if m.startswith("alloctrace.commands.")}
+    assert commands == {"alloctrace.commands.record"}
