@@ -123,7 +123,12 @@ class FunctionSymbols:
 
 
 _NO_ROW: Final = CfiRow(0, 0, None, None, (), False)  # placeholder meaning "no CFI here"
-_STRUCTS: Any = DWARFStructs(little_endian=True, dwarf_format=32, address_size=8)
+
+
+def _cfi_structs() -> Any:
+    """The DWARF structures of x86-64 CFI, built when CFI is first read (pyelftools keeps them):
+    building them costs 1.3 ms at start-up that a recording without stacks does not need."""
+    return DWARFStructs(little_endian=True, dwarf_format=32, address_size=8)
 
 
 class _CfiSource:
@@ -197,7 +202,7 @@ class ElfObject:
         self._cfi_sources: list[_CfiSource] | None = None
         self._symbols: FunctionSymbols | None = None
         self._dynamic: tuple[str | None, tuple[str, ...]] | None = None  # the loader asks often
-        self._expr_parser: Any = DWARFExprParser(_STRUCTS)
+        self._expr_parser: Any = None  # made with the first expression (0.2 ms per object)
 
     def _read_section_headers(self) -> tuple[list[Any], dict[str, int]]:
         """The section headers, and each name's index (the last of a repeated name, as in
@@ -369,6 +374,8 @@ class ElfObject:
         )
 
     def _expression(self, raw: list[int]) -> Expression:
+        if self._expr_parser is None:
+            self._expr_parser = DWARFExprParser(_cfi_structs())
         ops = self._expr_parser.parse_expr(raw)
         return tuple((op.op_name, tuple(int(a) for a in op.args)) for op in ops)
 
@@ -384,18 +391,19 @@ class ElfObject:
     def _open_cfi(self) -> list[_CfiSource]:
         """``.eh_frame`` (indexed by ``.eh_frame_hdr``), then ``.debug_frame``."""
         sources: list[_CfiSource] = []
+        structs = _cfi_structs()
         eh_frame = self._section(".eh_frame")
         if eh_frame is not None and eh_frame["sh_type"] != "SHT_NOBITS" and eh_frame["sh_size"]:
             data = eh_frame.data()
             cfi = CallFrameInfo(
-                io.BytesIO(data), len(data), eh_frame["sh_addr"], _STRUCTS, for_eh_frame=True
+                io.BytesIO(data), len(data), eh_frame["sh_addr"], structs, for_eh_frame=True
             )
             index = self._eh_frame_hdr_index(eh_frame["sh_addr"], len(data))
             sources.append(_CfiSource(cfi, index))
         debug_frame = self._section(".debug_frame")
         if debug_frame is not None and debug_frame["sh_type"] != "SHT_NOBITS":
             data = debug_frame.data()
-            sources.append(_CfiSource(CallFrameInfo(io.BytesIO(data), len(data), 0, _STRUCTS)))
+            sources.append(_CfiSource(CallFrameInfo(io.BytesIO(data), len(data), 0, structs)))
         return sources
 
     def _eh_frame_hdr_index(
