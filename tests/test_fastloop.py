@@ -4,14 +4,16 @@ syscallmix makes one call of every shape the C code formats (anonymous mmap, fai
 mprotect, madvise, moving and MREMAP_FIXED mremap, brk, munmap, failing calls) and some it hands
 back to Python (a file mmap, prctl), each reported with its raw arguments and return value.
 Three ways of recording it must all agree with those reports, field by field:
-``--no-stacks`` (the C code writes the simple calls), stacks on (every exit stop comes back to
-Python, which writes the line) and without the seccomp filter (the Python loop alone).
+``--no-stacks`` (the C code writes the simple calls), stacks on (Python walks each new call
+site; the C code writes the calls a remembered walk answers) and without the seccomp filter (the
+Python loop alone). With stacks on, the C code's stacks must be the ones Python's walks give.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -22,11 +24,12 @@ from tracer import fastloop
 from tracer.errors import AlloctraceError
 from tracer.recording import record
 from tracer.records import Syscall
-from tracer.session import TraceOptions
+from tracer.session import Session, TraceOptions
+from tracer.stacks import StackTable
 
 _MODES = {
     "c-loop": TraceOptions(stacks=False),
-    "c-loop, stacks written by python": TraceOptions(stacks=True),
+    "c-loop, stacks": TraceOptions(stacks=True),
     "python loop, no filter": TraceOptions(stacks=False, seccomp=False),
 }
 _MASK = (1 << 64) - 1
@@ -124,3 +127,59 @@ def test_an_unbuilt_c_loop_is_one_clear_error_and_leaves_no_file(
     finally:
         fastloop._library.cache_clear()
     assert list(tmp_path.iterdir()) == []
+
+
+def _stacks_by_call(path: Path) -> Counter[tuple[object, ...]]:
+    """Each syscall's shape with its stack as (object, address in the file, how) frames."""
+    trace = alloctrace.load(path)
+    assert trace.complete
+    found: Counter[tuple[object, ...]] = Counter()
+    for event in trace.syscalls():
+        frames = []
+        for frame in trace.raw_frames(event):
+            module = trace.module(frame)
+            where = (None, frame.pc) if module is None else (module.path, frame.pc - module.bias)
+            frames.append((*where, frame.how))
+        found[event.syscall, event.length, event.result is None, tuple(frames)] += 1
+    return found
+
+
+# Each case, and whether the C loop must write some of its calls (a call site that repeats in
+# one module map). remapmodules maps and unmaps objects from repeated call sites, and unmaps a
+# module from a call site whose walk was remembered: that munmap must still reach Python.
+_CASES = {
+    "mmapbench": (["mmapbench", "300"], True),
+    "threadbench": (["threadbench", "4", "100"], True),
+    "forkexec": (["forkexec"], False),
+    "remapmodules": (["remapmodules"], True),
+}
+
+
+@pytest.mark.parametrize("case", list(_CASES))
+def test_remembered_walks_give_the_stacks_python_gives(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str
+) -> None:
+    words, c_writes = _CASES[case]
+    argv = [fixture(words[0]), *words[1:]]
+    seen_by_python: list[tuple[int, int]] = []  # (syscall number, length) of each exit stop
+    record_exit = Session._record_exit
+
+    def counted(session: Session, thread: object) -> None:
+        seen_by_python.append((session._regs.orig_rax, session._regs.rsi))
+        record_exit(session, thread)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Session, "_record_exit", counted)
+    with_c = tmp_path / "c.jsonl"
+    assert record(argv, with_c, TraceOptions(stacks=True)).exit_code == 0
+    python_exits = len(seen_by_python)
+    monkeypatch.setattr(StackTable, "share", lambda self, fast: None)
+    python_only = tmp_path / "python.jsonl"
+    assert record(argv, python_only, TraceOptions(stacks=True)).exit_code == 0
+    stacks = _stacks_by_call(with_c)
+    assert stacks == _stacks_by_call(python_only)
+    # Without sharing, every exit stop came to Python.
+    assert len(seen_by_python) - python_exits == sum(stacks.values())
+    assert (python_exits < sum(stacks.values())) == c_writes
+    if case == "remapmodules":
+        munmap, size = 11, Path(fixture("libplugin.so")).stat().st_size
+        assert (munmap, size) in seen_by_python[:python_exits]

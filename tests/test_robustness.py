@@ -596,15 +596,17 @@ def test_signal_while_starting_is_acted_on_once_the_program_runs(tmp_path: Path)
 
 @pytest.mark.parametrize("attached", [False, True], ids=["started", "attached"])
 def test_signal_mid_stop_leaves_no_tracee_stopped(
-    tmp_path: Path, targets: list[Target], attached: bool
+    tmp_path: Path, targets: list[Target], attached: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """In-process: alloctrace is interrupted while the loop holds a thread in a syscall stop it
     has taken and not resumed, and while a signal for the program waits in its stop; the program
     is killed (or detached, and then gets that signal: SIGUSR1 makes longrun finish). With
-    stacks on, the C loop hands every memory syscall's exit stop to Python unresumed."""
+    stacks on and no walks shared with the C loop, it hands every memory syscall's exit stop to
+    Python unresumed."""
     out = tmp_path / "t.jsonl"
     writer = TraceWriter(out, _header())
     stacks = StackTable(writer)
+    monkeypatch.setattr(stacks, "share", lambda fast: None)
     session = Session(writer, TraceOptions(), stacks, notify=lambda _message: None)
     target = None
     if attached:

@@ -3,7 +3,8 @@
 tracer.session hands the waiting to :class:`FastLoop`: the C code takes the two stops of each
 traced memory syscall itself and writes the trace line of a call that needs nothing from Python
 (an anonymous mmap, munmap, mprotect, madvise, brk, mremap). Every other stop comes back to
-Python, as ``waitpid`` would have returned it.
+Python, as ``waitpid`` would have returned it. With stacks on, such a call needs nothing from
+Python when a walk Python remembered (:meth:`FastLoop.remember`) answers its stack.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import ctypes
 import enum
 import functools
 import importlib.machinery
+import itertools
+from collections.abc import Sequence
 from pathlib import Path
 
 from tracer import ptrace_adapter as pt
@@ -91,6 +94,17 @@ def _library() -> ctypes.CDLL:
     lib.fast_drop.argtypes = (ctypes.c_void_p, ctypes.c_int32)
     lib.fast_run.argtypes = (ctypes.c_void_p, ctypes.POINTER(_Context))
     lib.fast_run.restype = ctypes.c_int
+    lib.fast_modules.argtypes = (
+        ctypes.c_void_p, ctypes.c_int32, ctypes.c_uint32, ctypes.POINTER(ctypes.c_uint64),
+    )  # fmt: skip
+    lib.fast_modules.restype = ctypes.c_int
+    lib.fast_forget.argtypes = (ctypes.c_void_p, ctypes.c_int32)
+    lib.fast_forget.restype = None
+    lib.fast_remember.argtypes = (
+        ctypes.c_void_p, ctypes.c_int32, ctypes.c_uint64, ctypes.c_uint64, ctypes.c_uint64,
+        ctypes.c_uint32, ctypes.POINTER(ctypes.c_uint32), ctypes.POINTER(ctypes.c_uint64),
+    )  # fmt: skip
+    lib.fast_remember.restype = ctypes.c_int
     lib.fast_watch_signals.restype = None
     lib.fast_unwatch_signals.restype = None
     return lib
@@ -125,6 +139,29 @@ class FastLoop:
     def drop(self, tid: int) -> None:
         """``tid`` is gone: its stops go to Python (and a reused tid starts clean)."""
         self._lib.fast_drop(self._table, tid)
+
+    def modules(self, pid: int, intervals: Sequence[tuple[int, int]]) -> None:
+        """Process ``pid``'s module map is now ``intervals`` ([start, end), by address): the
+        walks remembered for it are forgotten. A call that changes the map comes to Python."""
+        flat = (ctypes.c_uint64 * (2 * len(intervals)))(*itertools.chain.from_iterable(intervals))
+        if self._lib.fast_modules(self._table, pid, len(intervals), flat) != 0:
+            raise MemoryError("no memory for the tracer's module maps")
+
+    def forget(self, pid: int) -> None:
+        """Process ``pid`` is gone: drop its module map and remembered walks."""
+        self._lib.fast_forget(self._table, pid)
+
+    def remember(
+        self, pid: int, rip: int, rsp: int, sid: int, offsets: Sequence[int], words: Sequence[int]
+    ) -> None:
+        """At a stop of ``pid`` at (rip, rsp) whose stack holds ``words`` at ``offsets`` from
+        rsp, the stack is ``sid`` (a walk of tracer.unwind, made in the map given last to
+        :meth:`modules`). Not kept when out of memory: those stops then come to Python."""
+        n = len(offsets)
+        self._lib.fast_remember(
+            self._table, pid, rip, rsp, sid, n,
+            (ctypes.c_uint32 * n)(*offsets), (ctypes.c_uint64 * n)(*words),
+        )  # fmt: skip
 
     def run(self, seq: int) -> int:
         """Wait and handle stops until one needs Python; ``seq`` is the last sequence number.

@@ -27,6 +27,9 @@ _PAGE = 4096
 # saved registers as (register, offset from CFA), the full CfiRow or None, lowest and highest
 # offset from the CFA that the frame reads).
 PcEntry = tuple[int | None, int, int, int, int, tuple[tuple[int, int], ...], object, int, int]
+# A remembered walk (tracer.unwind): the reader of the return-address words, their offsets from
+# rsp, the words it read, and the walk's result.
+Walk = tuple[struct.Struct, tuple[int, ...], tuple[int, ...], tuple[int, ...]]
 _layouts = itertools.count(1)
 
 
@@ -88,9 +91,7 @@ class ProcessModules:
         self.pc_cache: dict[int, PcEntry] = {}
         self.refreshed_misses: set[int] = set()
         self.call_sites: dict[int, bool] = {}  # address → follows a call instruction
-        # Remembered walks (tracer.unwind): (rip, rsp) → (reader, words read, result).
-        self.walks: dict[tuple[int, int], tuple[struct.Struct, tuple[int, ...], tuple[int, ...]]]
-        self.walks = {}
+        self.walks: dict[tuple[int, int], Walk] = {}  # (rip, rsp) → a remembered walk
         self.generation = 0
         # Names this map's contents: equal in a fork's copy, new at every change. Interned
         # stacks are keyed by it, so equal pcs in different maps are never confused.

@@ -91,6 +91,12 @@ class StackRecorder(Protocol):
     def on_munmap(self, pid: int, addr: int, length: int) -> None:
         """A successful munmap."""
 
+    def share(self, fast: FastLoop | None) -> None:
+        """Let ``fast`` write the calls whose stacks it can tell (None: stop)."""
+
+    def sync(self) -> None:
+        """Bring ``fast``'s view of the module maps up to date; called before it runs again."""
+
 
 class _Interrupted(BaseException):
     """alloctrace itself got SIGINT, SIGTERM or SIGHUP (a BaseException, like
@@ -568,6 +574,9 @@ class Session:
             fast.add(thread.tid, thread.pid)
         context = fast.context
         threads = self._threads
+        stacks = self.stacks
+        if stacks is not None:
+            stacks.share(fast)
         try:
             while threads:
                 returned = fast.run(self._seq)
@@ -585,10 +594,14 @@ class Session:
                 elif returned == Returned.NO_CHILD:
                     return
                 # FLUSH: lines taken; EINTR: Python's signal handler runs now
+                if stacks is not None:
+                    stacks.sync()
         finally:
             # An interruption may come between fast.run and taking its lines: keep them.
             self._take_fast_lines(fast)
             self._fast = None
+            if stacks is not None:
+                stacks.share(None)
             fast.close()
 
     def _take_fast_lines(self, fast: FastLoop) -> None:

@@ -5,6 +5,10 @@ id and a ``stack`` record, and every module it mentions that the trace has not d
 gets a ``module`` record first (path, build-id, load bias), so a reader always meets a module
 and a stack before the event that refers to them. A repeated stack costs the event its id.
 Module maps are per process and follow exec, fork, exit, mmap and munmap (tracer.modules).
+
+Under the C loop, every walk that tracer.unwind remembers is handed to it with its stack id,
+together with the module map it was made in: a repeated call site is then written by the C
+loop without coming back here (tracer/_fastloop.c, "Remembered walks").
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 from typing import Final
 
 from tracer import procfs
+from tracer.fastloop import FastLoop
 from tracer.modules import ProcessModules
 from tracer.ptrace_adapter import Registers, TraceeMemory
 from tracer.records import Frame, Module, Stack
@@ -34,6 +39,8 @@ class StackTable:
         self._next_module = 0
         self._next_stack = 0
         self.errors = 0  # walks that raised (see capture)
+        self._fast: FastLoop | None = None
+        self._shared: dict[int, int] = {}  # pid → the layout of the map the C loop was given
 
     def _new_module_id(self) -> int:
         self._next_module += 1
@@ -68,6 +75,11 @@ class StackTable:
         sid = self._stacks.get(key)
         if sid is None:
             sid = self._intern(pid, space, key, pcs, hows)
+        if self._fast is not None and hows is None:
+            walk = space.walks.get((regs.rip, regs.rsp))
+            if walk is not None and walk[3] is pcs:  # this stop's walk was remembered
+                self._share_map(pid, space)
+                self._fast.remember(pid, regs.rip, regs.rsp, sid, walk[1], walk[2])
         return sid
 
     def _intern(
@@ -110,6 +122,33 @@ class StackTable:
                 build_id=module.build_id,
             )
         )
+
+    # -- sharing remembered walks with the C loop --------------------------------------------------
+
+    def share(self, fast: FastLoop | None) -> None:
+        """Hand remembered walks to ``fast`` from now on (None: stop)."""
+        self._fast = fast
+        self._shared.clear()
+
+    def sync(self) -> None:
+        """Give the C loop the module maps that changed since it was given them, and forget
+        the processes that are gone; call it before the C loop runs again."""
+        fast = self._fast
+        if fast is None:
+            return
+        for pid, layout in list(self._shared.items()):
+            space = self._spaces.get(pid)
+            if space is None:
+                fast.forget(pid)
+                del self._shared[pid]
+            elif space.layout != layout:
+                self._share_map(pid, space)
+
+    def _share_map(self, pid: int, space: ProcessModules) -> None:
+        if self._shared.get(pid) != space.layout:
+            assert self._fast is not None
+            self._fast.modules(pid, [(start, end) for start, end, _ in space.intervals()])
+            self._shared[pid] = space.layout
 
     # -- keeping the module maps current ----------------------------------------------------------
 

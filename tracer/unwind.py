@@ -166,7 +166,7 @@ class Unwinder:
         buf = memory.read(rsp, hint)
         memo = space.walks.get((rip, rsp))
         if memo is not None:
-            gather, expected, result = memo
+            gather, _offsets, expected, result = memo
             if gather.size <= len(buf) and gather.unpack_from(buf) == expected:
                 return result, None
         return self._walk(space, memory, regs, buf, hint)
@@ -257,8 +257,9 @@ class Unwinder:
             walks = space.walks
             if len(walks) >= _MAX_WALKS:
                 walks.clear()
-            gather = _gather(tuple(ra_at))
-            walks[rip, rsp] = (gather, gather.unpack_from(buf), result)
+            offsets = tuple(ra_at)
+            gather = _gather(offsets)
+            walks[rip, rsp] = (gather, offsets, gather.unpack_from(buf), result)
         return result, None if hows is None else tuple(hows)
 
     def _slow_step(
