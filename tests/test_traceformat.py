@@ -172,3 +172,24 @@ def test_collector_is_paused_only_inside_and_restored() -> None:
         assert not gc.isenabled()  # left as it was found
     finally:
         gc.enable()
+
+
+def test_what_was_built_while_paused_is_left_to_full_collections() -> None:
+    """Moved to the oldest generation, which young collections do not walk; unless the program
+    froze objects of its own, which stay frozen."""
+    import gc
+
+    from tracer.traceformat import collector_paused
+
+    with collector_paused():
+        built: list[list[int]] = [[]]
+    assert any(o is built for o in gc.get_objects(generation=2))
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        with collector_paused():
+            again: list[list[int]] = [[]]
+        assert gc.get_freeze_count() == frozen
+        assert any(o is again for o in gc.get_objects(generation=0))
+    finally:
+        gc.unfreeze()

@@ -375,8 +375,14 @@ def collector_paused() -> Iterator[None]:
 
     Each 700 new objects start a collection and every few of those walk all the objects alive,
     the trace's too: a quarter to a half of reading a big trace, a sixth of analyzing it
-    (measured). Reference counting frees objects as usual meanwhile; a cycle made meanwhile
-    waits for the next collection.
+    (measured). Reference counting frees objects as usual meanwhile.
+
+    On the way out every object is moved to the oldest generation (gc.freeze then gc.unfreeze:
+    two list splices), which only full collections walk; else the first young collection
+    walks each object built meanwhile, and the middle generation's again later (threadbench's
+    160,000 events: 0.03 s of reading them and 0.03 s of analyzing them; measured). A cycle
+    made meanwhile, or young before, waits for a full collection. Not done when the program
+    froze objects of its own: unfreeze would release them.
     """
     if not gc.isenabled():
         yield
@@ -385,6 +391,9 @@ def collector_paused() -> Iterator[None]:
     try:
         yield
     finally:
+        if not gc.get_freeze_count():
+            gc.freeze()
+            gc.unfreeze()
         gc.enable()
 
 
