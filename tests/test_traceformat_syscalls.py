@@ -163,3 +163,22 @@ def test_a_small_trace_is_read_without_msgspec(tmp_path: Path) -> None:
             [sys.executable, "-c", check, str(path)], capture_output=True, text=True, check=True
         )
         assert run.stdout.split() == expected.split()
+
+
+@pytest.mark.parametrize("chunk", [1, 50, 400])
+def test_chunks_of_any_size_read_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int
+) -> None:
+    """A chunk is completed to a line's end: a line longer than a chunk, a chunk boundary
+    anywhere in a run or in another record, and a last line cut short read as in one chunk."""
+    exit_line = '{"kind":"exit","seq":9,"ts_ns":0,"pid":4,"tid":5,"status":0}'
+    lines = [PREFIX + BASE.replace('"seq":1', f'"seq":{i}') + "}" for i in range(40)]
+    lines[7:7] = [exit_line, exit_line]
+    whole = _read(tmp_path / "whole.jsonl", lines)
+    cut = (tmp_path / "whole.jsonl").read_text()[:-30]
+    monkeypatch.setattr(traceformat, "_CHUNK_BYTES", chunk)
+    assert _read(tmp_path / "chunked.jsonl", lines) == whole
+    assert isinstance(whole, list) and len(whole) == 42
+    (tmp_path / "cut.jsonl").write_text(cut)
+    with pytest.raises(TraceFormatError, match=":43: line is cut short"):
+        read_trace(tmp_path / "cut.jsonl")
