@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import bisect
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, replace
 
 
@@ -39,14 +39,14 @@ class AddressSpace:
 
     def find(self, addr: int) -> Region | None:
         """The region containing ``addr``."""
-        i = bisect.bisect_right(self._starts, addr) - 1
+        i = bisect_right(self._starts, addr) - 1
         if i >= 0 and self._regions[i].end > addr:
             return self._regions[i]
         return None
 
     def overlapping(self, start: int, end: int) -> list[Region]:
         """Regions that intersect [start, end)."""
-        i = max(bisect.bisect_right(self._starts, start) - 1, 0)
+        i = max(bisect_right(self._starts, start) - 1, 0)
         out = []
         while i < len(self._regions) and self._regions[i].start < end:
             if self._regions[i].end > start:
@@ -65,9 +65,9 @@ class AddressSpace:
         """
         if end <= start:
             return
-        i = max(bisect.bisect_right(self._starts, start) - 1, 0)
+        i = bisect_right(self._starts, start) - 1
         if (
-            self._starts
+            i >= 0
             and self._starts[i] == start
             and self._regions[i].end == end
             and (entered_ns is None or self._regions[i].made_ns <= entered_ns)
@@ -75,6 +75,7 @@ class AddressSpace:
             # The whole of one region (munmap undoing its mmap): nothing else to cut.
             del self._starts[i], self._regions[i]
             return
+        i = max(i, 0)
         keep_before: list[Region] = []
         j = i
         while j < len(self._regions) and self._regions[j].start < end:
@@ -96,7 +97,7 @@ class AddressSpace:
         """Map ``region``, replacing whatever it covers (as mmap with MAP_FIXED does)."""
         if region.end <= region.start:
             return
-        i = bisect.bisect_left(self._starts, region.start)
+        i = bisect_left(self._starts, region.start)
         if (i == len(self._starts) or self._starts[i] >= region.end) and (
             i == 0 or self._regions[i - 1].end <= region.start
         ):
@@ -105,7 +106,7 @@ class AddressSpace:
             self._regions.insert(i, region)
             return
         self.remove(region.start, region.end)
-        i = bisect.bisect_left(self._starts, region.start)
+        i = bisect_left(self._starts, region.start)
         self._starts.insert(i, region.start)
         self._regions.insert(i, region)
 

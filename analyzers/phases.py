@@ -19,13 +19,11 @@ STARTUP, MAIN, EXIT = "startup", "main", "exit"
 _EXIT_FUNCTIONS = re.compile(r"exit|__run_exit_handlers|_dl_fini|__libc_atexit|_IO_cleanup")
 
 
-def phases(
-    trace: TraceData, frames_of: Callable[[Syscall], Sequence[ResolvedFrame]]
-) -> dict[int, str]:
-    """The phase of every syscall event, by its ``seq``."""
+def phases(trace: TraceData, frames_of: Callable[[Syscall], Sequence[ResolvedFrame]]) -> list[str]:
+    """The phase of every syscall event, in trace order."""
     current: dict[int, str] = {}
     has_records = any(isinstance(e, Phase) for e in trace.events)
-    out: dict[int, str] = {}
+    out: list[str] = []
     for event in trace.events:
         if isinstance(event, Syscall):  # nearly every event: tested first
             phase = current.get(event.pid, STARTUP)
@@ -36,7 +34,7 @@ def phases(
                 elif phase == STARTUP and "main" in names:
                     phase = MAIN
                 current[event.pid] = phase
-            out[event.seq] = phase
+            out.append(phase)
         elif isinstance(event, Exec):
             current[event.pid] = STARTUP
         elif isinstance(event, Phase):
