@@ -24,14 +24,23 @@ def phases(trace: TraceData, frames_of: Callable[[Syscall], Sequence[ResolvedFra
     current: dict[int, str] = {}
     has_records = any(isinstance(e, Phase) for e in trace.events)
     out: list[str] = []
+    # stack id -> (an exit function is on it, main is on it): looked for once per stack, as
+    # the frames are the stack's (the classifier decides once per stack too)
+    marks: dict[int | None, tuple[bool, bool]] = {}
     for event in trace.events:
         if isinstance(event, Syscall):  # nearly every event: tested first
             phase = current.get(event.pid, STARTUP)
             if not has_records and phase != EXIT:
-                names = [f.function for f in frames_of(event) if f.function]
-                if any(_EXIT_FUNCTIONS.fullmatch(n) for n in names):
+                found = marks.get(event.stack)
+                if found is None:
+                    names = [f.function for f in frames_of(event) if f.function]
+                    found = marks[event.stack] = (
+                        any(_EXIT_FUNCTIONS.fullmatch(n) for n in names),
+                        "main" in names,
+                    )
+                if found[0]:
                     phase = EXIT
-                elif phase == STARTUP and "main" in names:
+                elif phase == STARTUP and found[1]:
                     phase = MAIN
                 current[event.pid] = phase
             out.append(phase)
