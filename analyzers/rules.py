@@ -17,10 +17,38 @@ EXE = "{exe}"  # in `objects`: the process's own executable
 STATIC_EXES = {"{static-glibc}": "glibc", "{static-musl}": "musl"}
 
 
-def _pattern(globs: list[str]) -> re.Pattern[str] | None:
-    if not globs:
-        return None
-    return re.compile("|".join(f"(?:{fnmatch.translate(g)})" for g in globs))
+class Globs:
+    """Shell globs, matched as one regular expression compiled when first needed.
+
+    A trace's stacks reach few of the rules' roles and contexts: 22 to 40 of the default rules'
+    58 patterns get compiled for the traces measured, which takes 7% off analysing the 106 calls
+    of ``python3 -c "import json"`` (instructions counted).
+    """
+
+    __slots__ = ("_regex", "globs")
+
+    def __init__(self, globs: tuple[str, ...]) -> None:
+        self.globs = globs
+        self._regex: re.Pattern[str] | None = None
+
+    def fullmatch(self, text: str) -> bool:
+        """Does ``text`` match one of the globs, whole?"""
+        if self._regex is None:
+            self._regex = re.compile("|".join(f"(?:{fnmatch.translate(g)})" for g in self.globs))
+        return self._regex.fullmatch(text) is not None
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Globs) and other.globs == self.globs
+
+    def __hash__(self) -> int:
+        return hash(self.globs)
+
+    def __repr__(self) -> str:
+        return f"Globs({self.globs!r})"
+
+
+def _pattern(globs: list[str]) -> Globs | None:
+    return Globs(tuple(globs)) if globs else None
 
 
 @dataclass(frozen=True)
@@ -28,7 +56,7 @@ class Role:
     """A role within a rule: chosen when a stack frame and the syscall match."""
 
     name: str
-    functions: re.Pattern[str] | None
+    functions: Globs | None
     syscalls: frozenset[str]
 
 
@@ -40,11 +68,11 @@ class Rule:
     category: str
     owner: str
     role: str
-    objects: re.Pattern[str] | None
+    objects: Globs | None
     exe: bool  # `objects` includes {exe}
     static_libcs: frozenset[str]  # `objects` includes {static-glibc} or {static-musl}
-    functions: re.Pattern[str] | None
-    context: re.Pattern[str] | None
+    functions: Globs | None
+    context: Globs | None
     roles: tuple[Role, ...]
     source: str
     unnamed: bool = False  # claims only frames without a function name (stripped code)
@@ -59,12 +87,12 @@ class Rule:
         if self.unnamed and function is not None:
             return False
         if self.objects is not None or self.exe or self.static_libcs:
-            in_objects = self.objects is not None and bool(self.objects.fullmatch(object_name))
+            in_objects = self.objects is not None and self.objects.fullmatch(object_name)
             static_exe = is_exe and static in self.static_libcs
             if not (in_objects or (is_exe and self.exe) or static_exe):
                 return False
         if self.functions is not None:
-            return function is not None and bool(self.functions.fullmatch(function))
+            return function is not None and self.functions.fullmatch(function)
         return True
 
 
