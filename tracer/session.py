@@ -660,7 +660,8 @@ class Session:
     def _record_exit(self, thread: _Thread) -> None:
         """The exit stop of a memory syscall, its registers in ``self._regs``: write one
         record, resume. The C loop writes the simple calls itself (tracer/_fastloop.c); this
-        writes those with a path, a name or a stack, and all of them without the filter.
+        writes those with a path or a name, those whose stack must be walked, and all of them
+        without the filter.
         It builds the JSON line by hand, which costs a third of json.dumps.
         """
         tid = thread.tid
