@@ -4,7 +4,7 @@ strace's ``--seccomp-bpf`` technique (src/filter_seccomp.c): the child installs,
 execve, a classic BPF program returning SECCOMP_RET_TRACE for the traced syscall numbers and
 SECCOMP_RET_ALLOW for everything else; with PTRACE_O_TRACESECCOMP the tracer then sees a
 PTRACE_EVENT_SECCOMP stop at the entry of those syscalls only. Untraced syscalls (getpid, read,
-write...) run at full speed.
+write...) never stop; like any filtered process's, they take the kernel's slower entry path.
 """
 
 from __future__ import annotations
