@@ -199,19 +199,15 @@ class Classifier:
     ) -> Classified:
         """The call's classification where its stack's verdict is not all of it, or there is
         none."""
-        inside = None  # whose unnamed code made the call, when a rule defers
         if verdict is not None and not verdict.deferred:
             decided = None
             if verdict.unmaps:
                 decided = self._released_by_mapper(event, verdict, state)
             if decided is None:
                 decided = verdict.classify(event, state.phase)
-            if decided.category == "loader":
-                decided = self._loader_details(event, decided, state)
-            return decided
-        if verdict is not None:
-            inside = verdict.owner
-        decided = self._by_region(event, state) or heuristics.classify(event, state, inside)
+        else:
+            inside = None if verdict is None else verdict.owner  # a rule deferred: whose code
+            decided = self._by_region(event, state) or heuristics.classify(event, state, inside)
         if decided.category == "loader":
             decided = self._loader_details(event, decided, state)
         return decided

@@ -136,15 +136,16 @@ class StackTable:
         fast = self._fast
         if fast is None:
             return
-        for pid, layout in list(self._shared.items()):
+        for pid in list(self._shared):
             space = self._spaces.get(pid)
             if space is None:
                 fast.forget(pid)
                 del self._shared[pid]
-            elif space.layout != layout:
+            else:
                 self._share_map(pid, space)
 
     def _share_map(self, pid: int, space: ProcessModules) -> None:
+        """Give the C loop ``pid``'s module map, unless it has this one already."""
         if self._shared.get(pid) != space.layout:
             assert self._fast is not None
             self._fast.modules(pid, [(start, end) for start, end, _ in space.intervals()])
