@@ -18,6 +18,7 @@ from alloctrace.commands import (
     ColorOption,
     QuietOption,
     RulesOption,
+    collector_paused,
     fail,
     report_color,
     ruleset,
@@ -101,10 +102,11 @@ def run(
         # Everything after the program's name is the program's
         alloctrace --no-stacks -o ls.jsonl -- ls -l fixtures
     """
-    from alloctrace.reporters import reporter
-    from alloctrace.status import live_status
-    from tracer.recording import record as record_program
-    from tracer.session import TraceOptions
+    with collector_paused():
+        from alloctrace.reporters import reporter
+        from alloctrace.status import live_status
+        from tracer.recording import record as record_program
+        from tracer.session import TraceOptions
 
     chosen = check_allocator(allocator)
     env = environment(chosen, dict(os.environ))
