@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import os
 import platform
@@ -186,5 +185,5 @@ def attach(
         attached=True,
     )
     writer = TraceWriter(output, header)
-    options = dataclasses.replace(options, seccomp=False, phases=False)
+    options = options._replace(seccomp=False, phases=False)
     return _trace(writer, options, stacks, notify, watch, lambda s: s.attach(pid))
