@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from analyzers.model import Classified
+from tracer.records import Syscall
 
 # (owner, role) of the event that creates each kind of arena.
 _KINDS: dict[tuple[str, str], str] = {
@@ -44,10 +45,18 @@ class Arena:
 def arenas(classified: Sequence[Classified]) -> list[Arena]:
     """Every arena, heap, segment and thread stack created in the trace, in order."""
     out: list[Arena] = []
+    # tid -> the glibc heap reservation its last glibc call made
+    heaps: dict[int, Arena] = {}
     for c in classified:
         if c.category != "thread-stack" and c.owner not in _OWNERS:
             continue  # most calls: the program's own, the loader's
         e = c.event
+        heap = heaps.pop(e.tid, None) if c.owner == "glibc" else None
+        if heap is not None and c.role == "align arena heap" and _whole(e, heap):
+            # alloc_new_heap first tries a heap at the address after the last one and unmaps
+            # it at once when it is not aligned: the reservation it makes next is the heap.
+            out.remove(heap)
+            continue
         if e.syscall != "mmap" or e.result is None:
             continue
         if c.category == "thread-stack":
@@ -57,5 +66,20 @@ def arenas(classified: Sequence[Classified]) -> list[Arena]:
             if found is None:
                 continue
             kind = found
-        out.append(Arena(e.pid, e.tid, c.owner, kind, e.seq, e.result, e.length or 0, c.phase))
+        arena = Arena(e.pid, e.tid, c.owner, kind, e.seq, e.result, e.length or 0, c.phase)
+        out.append(arena)
+        if kind == "glibc arena heap":
+            heaps[e.tid] = arena
     return out
+
+
+def _whole(munmap: Syscall, arena: Arena) -> bool:
+    """Does ``munmap`` unmap all of ``arena``'s reservation?"""
+    return munmap.syscall == "munmap" and (munmap.addr, _pages(munmap.length)) == (
+        arena.addr,
+        _pages(arena.reserved),
+    )
+
+
+def _pages(length: int | None) -> int:
+    return ((length or 0) + 4095) & ~4095

@@ -15,6 +15,7 @@ from analyzers.model import Classified
 from tests.helpers import PRELOADS, fixture, preload_env, record
 from tracer import flags
 from tracer.records import Spawn
+from tracer.traceformat import read_trace
 
 
 def _classified(tmp_path: Path, argv: list[str], allocator: str | None = None) -> list[Classified]:
@@ -150,6 +151,20 @@ def test_threads_glibc_arena_heaps_tied_to_threads(tmp_path: Path) -> None:
     assert len(stacks) == 8 and {a.tid for a in stacks} == {stacks[0].pid}, "main makes stacks"
     assert heaps and {a.tid for a in heaps} <= spawned
     assert len({a.tid for a in heaps}) == len(heaps), "one heap per thread that made one"
+
+
+def test_a_discarded_glibc_heap_attempt_is_no_arena() -> None:
+    """glibc's alloc_new_heap tries a 64 MiB heap at the address after the last one, and unmaps
+    it at once when the kernel put it elsewhere, unaligned: the 128 MiB reservation it makes
+    next is the heap (a recorded run of threads 8 where that happened)."""
+    analysis = analyze(read_trace("tests/data/traces/threads8-unaligned-heap.jsonl"))
+    tries = [c.event for c in analysis.events if c.role == "reserve arena heap"]
+    heap_size = 64 << 20
+    unaligned = [e for e in tries if e.length == heap_size and (e.result or 0) % heap_size]
+    assert len(tries) == 9 and len(unaligned) == 1, "the trace has one discarded attempt"
+    heaps = [a for a in analysis.arenas if a.kind == "glibc arena heap"]
+    assert len(heaps) == 8 and unaligned[0].result not in {a.addr for a in heaps}
+    assert len({a.tid for a in heaps}) == 8, "one heap per thread"
 
 
 def test_big_allocations_are_glibcs(tmp_path: Path) -> None:
