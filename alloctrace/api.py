@@ -29,7 +29,18 @@ from typing import TYPE_CHECKING, Any, Final
 
 from tracer import flags
 from tracer.errors import AlloctraceError
-from tracer.records import Event, Exec, Exit, Footer, Frame, Header, Module, Spawn, Syscall
+from tracer.records import (
+    Event,
+    Exec,
+    Exit,
+    Footer,
+    Frame,
+    Header,
+    Module,
+    Spawn,
+    Syscall,
+    field_names,
+)
 from tracer.traceformat import TraceData, read_trace
 
 if TYPE_CHECKING:
@@ -84,7 +95,7 @@ EVENT_COLUMNS: Final[tuple[tuple[str, str], ...]] = (
     ("stack", "the call stack, innermost frame first: object(function+0xoff) joined by ';'"),
 )
 # The recorded fields, in the record's order (its stack comes as stack_id and stack).
-_SYSCALL_COLUMNS = tuple(f.name for f in dataclasses.fields(Syscall) if f.name != "stack")
+_SYSCALL_COLUMNS = tuple(name for name in field_names(Syscall) if name != "stack")
 _INT_COLUMNS = ("seq", "ts_ns", "dur_ns", "pid", "tid")
 _NULLABLE_INT_COLUMNS = (
     "addr",

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from dataclasses import dataclass, replace
+
+import msgspec
+from msgspec.structs import replace
 
 
-# Not frozen, like Classified (one per mapping call): read-only all the same, hashes by value.
-@dataclass(slots=True, unsafe_hash=True)
-class Region:
+# A msgspec Struct, like Classified: one is built per mapping call. Its fields are numbers and
+# strings (gc=False).
+class Region(msgspec.Struct, frozen=True, gc=False):
     """A range of addresses created by one classified call, with what it is for."""
 
     start: int

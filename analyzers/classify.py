@@ -15,7 +15,9 @@ import itertools
 import os
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+
+from msgspec.structs import replace
 
 from analyzers import heuristics
 from analyzers.addrspace import Region

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import msgspec
+
 from analyzers.addrspace import AddressSpace
 from tracer.records import Syscall
 
 CATEGORIES = ("loader", "allocator", "thread-stack", "runtime", "user", "other")
 
 
-# Not frozen (one is built per event): a frozen dataclass sets each field through
-# object.__setattr__, 2.6 us against 0.5 us for these ten fields (measured). Treat it as
-# read-only all the same; it hashes by value, as it did frozen.
-@dataclass(slots=True, unsafe_hash=True)
-class Classified:
+# A msgspec Struct, like Syscall: one is built per event, in C (0.16 us for these ten fields,
+# against 0.47 us for a slotted dataclass and 2.6 us for a frozen one; measured). gc=False: it
+# holds a Syscall and strings, none of which can lead back to it.
+class Classified(msgspec.Struct, frozen=True, gc=False):
     """A syscall with its classification and the reason that decided it."""
 
     event: Syscall

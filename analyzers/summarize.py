@@ -22,7 +22,9 @@ import os
 import signal
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
+
+from msgspec.structs import replace
 
 from analyzers.addrspace import AddressSpace, Region
 from analyzers.analysis import Analysis
@@ -297,8 +299,7 @@ def _pages(length: int | None) -> int:
 # ---- the address-space replay --------------------------------------------------------------
 
 
-@dataclass(slots=True, unsafe_hash=True)  # like Region: not frozen, read-only all the same
-class _Origin(Region):
+class _Origin(Region, frozen=True, gc=False):
     """A replayed region, remembering the phase and call that created it."""
 
     phase: str = "main"

@@ -19,7 +19,19 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from tracer.errors import AlloctraceError
-from tracer.records import Exec, Exit, Footer, Header, Memory, Module, Phase, Spawn, Stack, Syscall
+from tracer.records import (
+    Exec,
+    Exit,
+    Footer,
+    Header,
+    Memory,
+    Module,
+    Phase,
+    Spawn,
+    Stack,
+    Syscall,
+    field_names,
+)
 from tracer.strace_import import import_strace
 from tracer.strace_log import StraceLog, parse_strace
 from tracer.traceformat import TraceData, read_trace
@@ -29,9 +41,9 @@ TRACE_LINES = (DATA / "traces" / "v1-seed.jsonl").read_text().splitlines()
 KINDS = [cls.KIND for cls in (Header, Syscall, Spawn, Exec, Exit, Phase, Module, Stack, Memory)]
 FIELD_NAMES = sorted(
     {
-        f.name
+        name
         for cls in (Header, Syscall, Spawn, Exec, Exit, Phase, Module, Stack, Memory, Footer)
-        for f in dataclasses.fields(cls)
+        for name in field_names(cls)
     }
 )
 
@@ -93,9 +105,9 @@ def _check_types(data: TraceData) -> None:
         records.append(data.footer)
     for record in records:
         hints = typing.get_type_hints(type(record))
-        for f in dataclasses.fields(record):
-            value = getattr(record, f.name)
-            assert _type_ok(value, hints[f.name]), (type(record).__name__, f.name, value)
+        for name in field_names(type(record)):
+            value = getattr(record, name)
+            assert _type_ok(value, hints[name]), (type(record).__name__, name, value)
     for stack in data.stacks.values():
         for frame in stack.frames:
             assert type(frame.pc) is int and type(frame.how) is str

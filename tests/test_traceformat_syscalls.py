@@ -9,9 +9,6 @@ The checking path is reached through the public reader by the same line with a s
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,14 +24,6 @@ from tracer.traceformat import read_trace
 HEADER = (Path(__file__).parent / "data" / "traces" / "v1-seed.jsonl").read_text().splitlines()[0]
 PREFIX = '{"kind":"syscall",'
 BASE = '"seq":1,"ts_ns":2,"dur_ns":3,"pid":4,"tid":4,"syscall":"mmap"'
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _msgspec_for_any_size() -> Iterator[None]:
-    """The fast path even for these few lines (a small trace takes the checking path alone)."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(traceformat, "_MSGSPEC_LINES", 0)
-        yield
 
 
 def _read(path: Path, lines: list[str]) -> list[Any] | str:
@@ -146,23 +135,6 @@ def test_any_syscall_lines_read_the_same_on_both_paths(lines: list[str]) -> None
 
     with tempfile.TemporaryDirectory() as tmp:
         _both_ways(Path(tmp), lines)
-
-
-def test_a_small_trace_is_read_without_msgspec(tmp_path: Path) -> None:
-    """Importing msgspec takes longer than reading a few hundred lines the other way."""
-    small, big = tmp_path / "small.jsonl", tmp_path / "big.jsonl"
-    line = PREFIX + BASE + "}"
-    small.write_text("\n".join([HEADER, *[line] * 500]) + "\n")
-    big.write_text("\n".join([HEADER, *[line] * 5000]) + "\n")
-    check = (
-        "import sys; from tracer.traceformat import read_trace; "
-        "n = len(read_trace(sys.argv[1]).events); print(n, 'msgspec' in sys.modules)"
-    )
-    for path, expected in ((small, "500 False"), (big, "5000 True")):
-        run = subprocess.run(
-            [sys.executable, "-c", check, str(path)], capture_output=True, text=True, check=True
-        )
-        assert run.stdout.split() == expected.split()
 
 
 @pytest.mark.parametrize("chunk", [1, 50, 400])

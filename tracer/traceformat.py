@@ -11,7 +11,6 @@ import contextlib
 import dataclasses
 import functools
 import gc
-import itertools
 import json
 import os
 import re
@@ -23,6 +22,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
+
+import msgspec
 
 from tracer.errors import AlloctraceError, TraceFormatError
 from tracer.records import (
@@ -42,6 +43,7 @@ from tracer.records import (
     Spawn,
     Stack,
     Syscall,
+    field_names,
 )
 
 _RECORD_TYPES: dict[str, type[Any]] = {
@@ -56,15 +58,15 @@ _FLUSH_LINES = 4096
 def record_to_dict(record: Record) -> dict[str, Any]:
     """The JSON object of a record: ``kind`` first, fields that are None left out."""
     out: dict[str, Any] = {"kind": record.KIND}
-    for f in dataclasses.fields(record):
-        value = getattr(record, f.name)
+    for name in field_names(type(record)):
+        value = getattr(record, name)
         if value is None:
             continue
-        if isinstance(record, Stack) and f.name == "frames":
+        if isinstance(record, Stack) and name == "frames":
             value = [[fr.pc, fr.module, fr.how] for fr in value]
-        elif isinstance(record, Memory) and f.name == "mappings":
+        elif isinstance(record, Memory) and name == "mappings":
             value = [dataclasses.asdict(m) for m in value]
-        out[f.name] = value
+        out[name] = value
     return out
 
 
@@ -329,12 +331,12 @@ def _field_rules(kind: str) -> tuple[dict[str, frozenset[type]], dict[str, _Conv
     hints = typing.get_type_hints(cls)
     scalars: dict[str, frozenset[type]] = {}
     composites: dict[str, _Convert] = {}
-    for f in dataclasses.fields(cls):
-        allowed = _scalar_types(hints[f.name])
+    for name in field_names(cls):
+        allowed = _scalar_types(hints[name])
         if allowed is not None:
-            scalars[f.name] = allowed
+            scalars[name] = allowed
         else:
-            composites[f.name] = _COMPOSITES[hints[f.name]]
+            composites[name] = _COMPOSITES[hints[name]]
     return scalars, composites
 
 
@@ -447,11 +449,6 @@ def _read_chunk(data: TraceData, name: str, lineno: int, chunk: bytes, start: in
         # testing each and joining the runs again; measured).
         others = [] if chunk.startswith(_SYSCALL_PREFIX, start) else [start]
         others.extend(m.end() for m in _other_lines().finditer(chunk, start, end - 1))
-        if (
-            not _syscall_decoder.cache_info().currsize
-            and chunk.count(b"\n", start, end) - len(others) < _MSGSPEC_LINES
-        ):
-            others = _line_starts(chunk, start, end)  # a small trace: not worth msgspec
     else:  # older versions go through _upgrade
         others = _line_starts(chunk, start, end)
     others.append(end)
@@ -488,9 +485,6 @@ def _other_lines() -> re.Pattern[bytes]:
     return re.compile(b"\n(?!" + re.escape(_SYSCALL_PREFIX) + b")")
 
 
-# A chunk of fewer syscall lines than this, while msgspec has not been needed (a small trace),
-# goes through the checking path: 7 us more per line, less than importing msgspec (10 ms).
-_MSGSPEC_LINES = 1000
 # How the writer starts every syscall line (record_to_dict puts ``kind`` first, and so does the
 # tracer's hand-encoded hot path).
 _SYSCALL_PREFIX = b'{"kind":"syscall",'
@@ -500,35 +494,11 @@ _SYSCALL_PREFIX = b'{"kind":"syscall",'
 def _syscall_decoder() -> Callable[[memoryview], list[Syscall]]:
     """The syscall records of JSON lines of syscall objects, decoded by msgspec.
 
-    msgspec decodes into Structs laid out as Syscall: it checks every JSON type as strictly as
-    _build (no float or bool for an int), ignores unknown fields, takes the last of repeated
-    keys and rejects a ``kind`` other than "syscall", so what it accepts reads as on the
-    checking path. Imported on the first read: the tracer, which only writes, never loads it.
+    Syscall is a msgspec Struct: msgspec checks every JSON type as strictly as _build (no float
+    or bool for an int), ignores unknown fields, takes the last of repeated keys and rejects a
+    ``kind`` other than "syscall", so what it accepts reads as on the checking path.
     """
-    import msgspec
-
-    hints = typing.get_type_hints(Syscall)
-    line = msgspec.defstruct(
-        "SyscallLine",
-        [
-            (f.name, hints[f.name])
-            if f.default is dataclasses.MISSING
-            else (f.name, hints[f.name], f.default)
-            for f in dataclasses.fields(Syscall)
-        ],
-        tag_field="kind",
-        tag="syscall",
-        gc=False,  # holds no containers: nothing for the cycle collector to follow
-    )
-    decode = msgspec.json.Decoder(line).decode_lines
-    astuple = msgspec.structs.astuple
-
-    def syscalls(raw: memoryview) -> list[Syscall]:
-        # The Struct's fields are Syscall's, in order: astuple (in C) and the positional
-        # __init__ build each record without a Python-level loop over its fields.
-        return list(itertools.starmap(Syscall, map(astuple, decode(raw))))
-
-    return syscalls
+    return msgspec.json.Decoder(Syscall).decode_lines
 
 
 def _read_syscalls(
