@@ -23,11 +23,11 @@ from analyzers import heuristics
 from analyzers.addrspace import Region
 from analyzers.allocators import static_libc
 from analyzers.model import Classified, ProcessState
-from analyzers.phases import phases
+from analyzers.phases import has_phase_records, phases_from_stacks
 from analyzers.rules import RuleSet, default_rules
 from analyzers.symbols import ResolvedFrame, Symbolizer
 from tracer import elf, flags
-from tracer.records import Exec, Memory, Spawn, Syscall
+from tracer.records import Exec, Memory, Phase, Spawn, Syscall
 from tracer.traceformat import TraceData
 
 # GCC's clones and split functions: sysmalloc_mmap.constprop.0 is sysmalloc_mmap.
@@ -106,9 +106,11 @@ class Classifier:
         """Every syscall of ``trace`` with its classification, in trace order."""
         self._verdicts.clear()  # stack ids are the trace's own
         frames = frames_of or frames_resolver(trace)
-        # From the tracer's Phase records, or from the stacks when there are none (an imported
-        # strace log): the roles that depend on the phase need it either way.
-        next_phase = iter(phases(trace, frames)).__next__
+        # The tracer's Phase records set each process's phase as they come; without them (an
+        # imported strace log) the stacks tell it: the roles that depend on it need it either way.
+        next_phase = (
+            None if has_phase_records(trace) else iter(phases_from_stacks(trace, frames)).__next__
+        )
         kernel_spans = _kernel_mapped(trace)
         states: dict[int, ProcessState] = {}
         out: list[Classified] = []
@@ -126,7 +128,10 @@ class Classifier:
                         found = states[pid] = ProcessState(pid, exe=trace.header.program)
                     state = found
                     verdicts = self._verdicts.setdefault(state.exe, {})
-                state.phase = phase = next_phase()
+                if next_phase is None:
+                    phase = state.phase
+                else:
+                    state.phase = phase = next_phase()
                 verdict = None
                 if event.stack is not None:
                     by_stack = verdicts.get(event.syscall)
@@ -166,6 +171,11 @@ class Classifier:
                 if state.align is not None or result.segment == "align":
                     _name_alignment_reservation(event, result, state, out)
                 out.append(result if result.phase == phase else replace(result, phase=phase))
+            elif isinstance(event, Phase):
+                found = states.get(event.pid)
+                if found is None:
+                    found = states[event.pid] = ProcessState(event.pid, exe=trace.header.program)
+                found.phase = event.phase
             elif isinstance(event, Exec):
                 spans = kernel_spans.get((event.pid, event.seq), {})
                 names = loader_names(event.path)
@@ -400,7 +410,7 @@ class Classifier:
                     result.role,
                     result.object,
                     event.prot or 0,
-                    event.returned_ns,
+                    event.ts_ns + event.dur_ns,  # returned_ns, inline: no property call
                 )
             )
             if (
@@ -413,11 +423,11 @@ class Classifier:
                 # A log without paths still shows each object's span: key it by its address.
                 state.spans[event.path or f"{_UNNAMED}{start:#x}"] = (start, end)
         elif event.syscall == "munmap" and event.addr is not None:
-            if "ld.so.cache" in result.role or result.object == "/etc/ld.so.cache":
-                state.loader_done = True
             end = event.addr + (((event.length or 0) + 4095) & ~4095)  # _pages, inline
             state.space.remove(event.addr, end, event.ts_ns)
             if result.category == "loader":  # ld.so unmaps objects (dlclose, excess, cache)
+                if "ld.so.cache" in result.role or result.object == "/etc/ld.so.cache":
+                    state.loader_done = True
                 state.forget_spans(event.addr, end)
         elif event.syscall == "mprotect" and event.addr is not None:
             state.space.reprotect(event.addr, event.addr + _pages(event.length), event.prot or 0)

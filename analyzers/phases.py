@@ -1,9 +1,10 @@
 """Phases of each process: ``startup`` (exec until main), ``main``, ``exit`` (after exit starts).
 
-The tracer's Phase records (breakpoints on main and exit) decide where they exist. Traces without
-them (an older trace, an imported strace log) fall back to stacks: the first event with ``main``
-on its stack starts ``main``; an event made under ``exit`` or the exit handlers starts ``exit``.
-Upfront cost is what happens in ``startup``.
+The tracer's Phase records (breakpoints on main and exit) decide where they exist: the
+classifier follows them as it replays the events. Traces without them (an older trace, an
+imported strace log) fall back to stacks, here: the first event with ``main`` on its stack
+starts ``main``; an event made under ``exit`` or the exit handlers starts ``exit``. Upfront cost
+is what happens in ``startup``.
 """
 
 from __future__ import annotations
@@ -19,10 +20,16 @@ STARTUP, MAIN, EXIT = "startup", "main", "exit"
 _EXIT_FUNCTIONS = re.compile(r"exit|__run_exit_handlers|_dl_fini|__libc_atexit|_IO_cleanup")
 
 
-def phases(trace: TraceData, frames_of: Callable[[Syscall], Sequence[ResolvedFrame]]) -> list[str]:
-    """The phase of every syscall event, in trace order."""
+def has_phase_records(trace: TraceData) -> bool:
+    """Did the tracer record where each process reached main and exit?"""
+    return any(isinstance(e, Phase) for e in trace.events)
+
+
+def phases_from_stacks(
+    trace: TraceData, frames_of: Callable[[Syscall], Sequence[ResolvedFrame]]
+) -> list[str]:
+    """The phase of every syscall event, in trace order, told by the stacks alone."""
     current: dict[int, str] = {}
-    has_records = any(isinstance(e, Phase) for e in trace.events)
     out: list[str] = []
     # stack id -> (an exit function is on it, main is on it): looked for once per stack, as
     # the frames are the stack's (the classifier decides once per stack too)
@@ -30,7 +37,7 @@ def phases(trace: TraceData, frames_of: Callable[[Syscall], Sequence[ResolvedFra
     for event in trace.events:
         if isinstance(event, Syscall):  # nearly every event: tested first
             phase = current.get(event.pid, STARTUP)
-            if not has_records and phase != EXIT:
+            if phase != EXIT:
                 found = marks.get(event.stack)
                 if found is None:
                     names = [f.function for f in frames_of(event) if f.function]
@@ -46,6 +53,4 @@ def phases(trace: TraceData, frames_of: Callable[[Syscall], Sequence[ResolvedFra
             out.append(phase)
         elif isinstance(event, Exec):
             current[event.pid] = STARTUP
-        elif isinstance(event, Phase):
-            current[event.pid] = event.phase
     return out
