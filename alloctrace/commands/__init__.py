@@ -22,7 +22,7 @@ PROGRAM_CONTEXT = {"allow_interspersed_args": False, "ignore_unknown_options": T
 
 
 @contextlib.contextmanager
-def collector_paused() -> Iterator[None]:
+def imports_frozen() -> Iterator[None]:
     """No garbage collection inside, and what was made there is frozen out of the collector's
     way: for a command's imports of the tracer or the analyzers.
 

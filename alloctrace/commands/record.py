@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from alloctrace.commands import QuietOption, collector_paused, fail
+from alloctrace.commands import QuietOption, fail, imports_frozen
 from tracer.errors import AlloctraceError
 
 if TYPE_CHECKING:
@@ -55,7 +55,7 @@ def record(
         # Attach to a running process; Ctrl-C detaches and leaves it running
         fixtures/build/longrun 3 & alloctrace record --pid $! -o longrun.jsonl
     """
-    with collector_paused():  # the tracer loads when a command needs it
+    with imports_frozen():  # the tracer loads when a command needs it
         from tracer.session import TraceOptions
 
     options = TraceOptions(stacks=not no_stacks, stack_depth=stack_depth)
@@ -71,7 +71,7 @@ def trace_or_attach(
         raise fail("give a program to run or --pid PID to attach to, not both")
     if pid is None and not command:
         raise fail("no program given to trace (give one, or --pid PID to attach to a process)")
-    with collector_paused():
+    with imports_frozen():
         from alloctrace.status import live_status
         from tracer.recording import attach as attach_process
         from tracer.recording import record as record_program

@@ -18,8 +18,8 @@ from alloctrace.commands import (
     ColorOption,
     QuietOption,
     RulesOption,
-    collector_paused,
     fail,
+    imports_frozen,
     report_color,
     ruleset,
 )
@@ -102,7 +102,7 @@ def run(
         # Everything after the program's name is the program's
         alloctrace --no-stacks -o ls.jsonl -- ls -l fixtures
     """
-    with collector_paused():
+    with imports_frozen():
         from alloctrace.reporters import reporter
         from alloctrace.status import live_status
         from tracer.recording import record as record_program
