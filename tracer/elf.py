@@ -19,7 +19,8 @@ import io
 import os
 import struct
 from collections import OrderedDict
-from typing import Any, BinaryIO, Final, NamedTuple
+from collections.abc import Sequence
+from typing import Any, BinaryIO, Final, NamedTuple, overload
 
 from elftools.common.exceptions import ELFError
 from elftools.common.utils import struct_parse as _struct_parse
@@ -51,6 +52,27 @@ _STT_GNU_IFUNC: Final = 10
 _STT_NOTYPE: Final = 0
 _SHF_EXECINSTR: Final = 4
 _SYM = struct.Struct("<IBBHQQ")  # Elf64_Sym
+_BINDING_RANK: Final = {1: 0, 2: 1}  # STB_GLOBAL, STB_WEAK; then STB_LOCAL and the others
+_NO_NAME: Final = frozenset(b"\0@")  # first bytes of a name that is empty before "@version"
+
+
+def _symbol_name(strtabs: Sequence[bytes], key: int) -> str:
+    """The name a SymbolNames key stands for, without its ``@version``."""
+    table, start = strtabs[key & 1], key >> 1
+    return table[start : table.find(b"\0", start)].decode(errors="replace").split("@", 1)[0]
+
+
+def _rank(st_info: int, name: str) -> tuple[bool, int, int, int]:
+    """Which of the symbols at one address names it, lowest first: a function over a label, the
+    fewest leading underscores, global over weak over local, the shortest name."""
+    return (
+        st_info & 0xF == _STT_NOTYPE,
+        len(name) - len(name.lstrip("_")),
+        _BINDING_RANK.get(st_info >> 4, 2),
+        len(name),
+    )
+
+
 _DW_EH_PE_OMIT: Final = 0xFF
 _MAX_OBJECTS: Final = 128
 _MAX_ROWS_PER_OBJECT: Final = 65536
@@ -105,12 +127,59 @@ class CfiRow(NamedTuple):
     signal: bool
 
 
+class SymbolNames(Sequence[str]):
+    """The names of an object's function symbols, decoded from its string tables when asked.
+
+    A stack names a few dozen functions of an object that has tens of thousands (cc1: 26,000),
+    so the names stay in the string tables until then. ``keys[i]`` is symbol i's name offset in
+    ``strtabs[key & 1]`` times two (``.symtab``'s table or ``.dynsym``'s).
+    """
+
+    __slots__ = ("_first", "_strtabs", "keys")
+
+    def __init__(self, keys: tuple[int, ...], strtabs: Sequence[bytes]) -> None:
+        self.keys = keys
+        self._strtabs = strtabs
+        self._first: dict[str, int] | None = None  # name -> its first index, once asked
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    @overload
+    def __getitem__(self, i: int) -> str: ...
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[str]: ...
+    def __getitem__(self, i: int | slice) -> str | Sequence[str]:
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        return _symbol_name(self._strtabs, self.keys[i])
+
+    def _by_name(self) -> dict[str, int]:
+        if self._first is None:
+            self._first = {}
+            for i in range(len(self.keys)):
+                self._first.setdefault(self[i], i)
+        return self._first
+
+    def index(self, value: Any, start: int = 0, stop: int | None = None) -> int:
+        """The first symbol named ``value``."""
+        if start or stop is not None:
+            return super().index(value, start, len(self) if stop is None else stop)
+        found = self._by_name().get(value)
+        if found is None:
+            raise ValueError(f"{value!r} is not a function symbol")
+        return found
+
+    def __contains__(self, value: object) -> bool:
+        return value in self._by_name()
+
+
 class FunctionSymbols(NamedTuple):
     """Function symbols of one object sorted by address, for bisection."""
 
     starts: tuple[int, ...]
     ends: tuple[int, ...]
-    names: tuple[str, ...]
+    names: Sequence[str]
 
     def lookup(self, vaddr: int) -> tuple[str, int] | None:
         """(name, offset) of the function containing ``vaddr``, or None."""
@@ -458,13 +527,19 @@ class ElfObject:
         return self._symbols
 
     def _read_symbols(self) -> FunctionSymbols:
-        best: dict[int, tuple[tuple[int, int, int, int], str, int]] = {}
+        # address -> (name key, st_info, size) of the symbol that names it. Names are decoded
+        # only to rank aliases, when two meet at one address, and when a frame asks: decoding
+        # and ranking every symbol took two thirds of reading cc1's (measured).
+        best: dict[int, tuple[int, int, int]] = {}
+        strtabs: list[bytes] = []
         executable: dict[int, bool] = {}  # section index → SHF_EXECINSTR
         for section_name in (".symtab", ".dynsym"):
             section = self._section(section_name)
             if section is None or section["sh_type"] not in ("SHT_SYMTAB", "SHT_DYNSYM"):
                 continue
             strtab = self._elf.get_section(section["sh_link"]).data()
+            table = len(strtabs)
+            strtabs.append(strtab)
             raw = section.data()
             raw = raw[: len(raw) - len(raw) % _SYM.size]
             for st_name, st_info, _other, shndx, value, size in _SYM.iter_unpack(raw):
@@ -479,22 +554,17 @@ class ElfObject:
                         continue
                 elif kind not in (_STT_FUNC, _STT_GNU_IFUNC):
                     continue
-                end = strtab.find(b"\0", st_name)
-                name = strtab[st_name:end].decode(errors="replace").split("@", 1)[0]
-                if not name or name.startswith(".L"):
+                head = strtab[st_name : st_name + 2]
+                if not head or head[0] in _NO_NAME or head == b".L":  # no name, a local label
                     continue
-                binding = st_info >> 4
-                rank = (
-                    kind == _STT_NOTYPE,
-                    len(name) - len(name.lstrip("_")),
-                    {1: 0, 2: 1}.get(binding, 2),
-                    len(name),
-                )
+                key = st_name * 2 + table
                 current = best.get(value)
                 if current is None:
-                    best[value] = (rank, name, size)
-                elif rank < current[0]:
-                    best[value] = (rank, name, max(size, current[2]))
+                    best[value] = (key, st_info, size)
+                elif _rank(st_info, _symbol_name(strtabs, key)) < _rank(
+                    current[1], _symbol_name(strtabs, current[0])
+                ):
+                    best[value] = (key, st_info, max(size, current[2]))
                 elif size > current[2]:
                     best[value] = (current[0], current[1], size)
         starts = sorted(best)
@@ -505,7 +575,8 @@ class ElfObject:
                 ends.append(start + size)
             else:  # an assembler label without a size: up to the next function
                 ends.append(starts[i + 1] if i + 1 < len(starts) else start + 1)
-        return FunctionSymbols(tuple(starts), tuple(ends), tuple(best[s][1] for s in starts))
+        keys = tuple(best[s][0] for s in starts)
+        return FunctionSymbols(tuple(starts), tuple(ends), SymbolNames(keys, strtabs))
 
     def close(self) -> None:
         """Release the file."""
