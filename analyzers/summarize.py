@@ -18,11 +18,13 @@ The sentences (:func:`sentences`) are generated from these figures, never canned
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from msgspec.structs import replace
 
@@ -312,9 +314,10 @@ class _Process:
     brk: int | None = None  # the current break
 
 
-@dataclass(frozen=True)
-class _Key:
-    """Where a byte figure goes: a call's (or region's) classification."""
+class _Key(NamedTuple):
+    """Where a byte figure goes: a call's (or region's) classification. A NamedTuple: one is
+    made per call, and hashed for every table (a frozen dataclass took 1.5 us to build and
+    hashed in Python; measured)."""
 
     phase: str
     category: str
@@ -335,25 +338,34 @@ def _key_of_region(region: Region, pid: int) -> _Key:
 
 @dataclass
 class _Bytes:
-    """The byte figures of a whole trace as (key, amount) pairs, and each call's size."""
+    """The byte figures of a whole trace summed per key, and each call's size. Summed as the
+    replay goes: the tables then walk a few keys, not a figure per call."""
 
-    reserved: list[tuple[_Key, int]] = field(default_factory=list)
-    committed: list[tuple[_Key, int]] = field(default_factory=list)
-    resident: list[tuple[_Key, int]] = field(default_factory=list)
+    reserved: Counter[_Key] = field(default_factory=Counter)
+    committed: Counter[_Key] = field(default_factory=Counter)
+    resident: Counter[_Key] = field(default_factory=Counter)
     kernel_resident: list[tuple[int, str, int]] = field(default_factory=list)  # pid, path, rss
     sizes: dict[int, int] = field(default_factory=dict)  # seq -> size of the call
     resident_known: bool = True
 
 
-def _replay(analysis: Analysis) -> _Bytes:
-    """Replay every process's address space; say what each call reserved, committed, left."""
+def _replay(analysis: Analysis, keys: Sequence[_Key]) -> _Bytes:
+    """Replay every process's address space; say what each call reserved, committed, left.
+    ``keys``: each classified call's key, in order."""
     out = _Bytes()
-    by_seq = {c.event.seq: c for c in analysis.events}
+    # The classified calls are the trace's syscalls in the same order: walked alongside.
+    classified = zip(analysis.events, keys, strict=True)
+    ahead = next(classified, None)
     procs: dict[int, _Process] = {}
     memory: dict[int, Memory] = {}
     pids: set[int] = set()
     for event in analysis.trace.events:
-        if isinstance(event, Exec):
+        if isinstance(event, Syscall):  # nearly every event: tested first
+            pids.add(event.pid)
+            if ahead is not None and ahead[0].event is event:
+                _apply(*ahead, procs.setdefault(event.pid, _Process()), out)
+                ahead = next(classified, None)
+        elif isinstance(event, Exec):
             procs[event.pid] = _Process()
             pids.add(event.pid)
         elif isinstance(event, Spawn) and event.how != "thread":
@@ -362,35 +374,26 @@ def _replay(analysis: Analysis) -> _Bytes:
             pids.add(event.pid)
         elif isinstance(event, Memory):
             memory[event.pid] = event
-        elif isinstance(event, Syscall):
-            pids.add(event.pid)
-            c = by_seq.get(event.seq)
-            if c is not None:
-                _apply(c, procs.setdefault(event.pid, _Process()), out)
     for pid, snapshot in memory.items():
         _attribute(snapshot, procs.get(pid, _Process()), out)
     out.resident_known = bool(pids) and pids <= set(memory)
     return out
 
 
-def _apply(c: Classified, proc: _Process, out: _Bytes) -> None:
+def _apply(c: Classified, key: _Key, proc: _Process, out: _Bytes) -> None:
     e = c.event
-    key = _key_of(c)
     size = e.length or 0
     if e.syscall == "mremap":
         size = e.new_length or 0
     if e.result is None:
         out.sizes[e.seq] = size if e.syscall != "brk" else 0
         return
-    origin = _Origin(
-        0, 0, c.category, c.owner, c.role, c.object, made_ns=e.returned_ns, phase=c.phase, seq=e.seq
-    )
     space = proc.space
     if e.syscall == "mmap":
         start, end = e.result, e.result + _pages(e.length)
         prot = e.prot or 0
-        space.add(replace(origin, start=start, end=end, prot=prot))
-        (out.committed if prot else out.reserved).append((key, end - start))
+        space.add(_origin(c, start, end, prot))
+        (out.committed if prot else out.reserved)[key] += end - start
     elif e.syscall == "munmap" and e.addr is not None:
         space.remove(e.addr, e.addr + _pages(e.length), e.ts_ns)
     elif e.syscall == "mprotect" and e.addr is not None:
@@ -403,29 +406,40 @@ def _apply(c: Classified, proc: _Process, out: _Bytes) -> None:
                 if r.prot == 0
             )
             if opened:
-                out.committed.append((key, opened))
+                out.committed[key] += opened
         space.reprotect(start, end, prot)
     elif e.syscall == "mremap" and e.addr is not None:
         old = space.find(e.addr)
         old_len, new_len = _pages(e.length), _pages(e.new_length)
         space.remove(e.addr, e.addr + old_len, e.ts_ns)
-        keep = old if old is not None else origin
-        space.add(replace(keep, start=e.result, end=e.result + new_len, made_ns=e.returned_ns))
+        start, end = e.result, e.result + new_len
+        if old is not None:
+            space.add(replace(old, start=start, end=end, made_ns=e.returned_ns))
+        else:
+            space.add(_origin(c, start, end, 0))
         if new_len > old_len:
-            out.committed.append((key, new_len - old_len))
+            out.committed[key] += new_len - old_len
     elif e.syscall == "brk":
         size = 0
         if proc.brk is not None and e.result != proc.brk:
             if e.result > proc.brk:
                 size = e.result - proc.brk
                 rw = flags.PROT_READ | flags.PROT_WRITE
-                space.add(replace(origin, start=proc.brk, end=e.result, prot=rw))
-                out.committed.append((key, size))
+                space.add(_origin(c, proc.brk, e.result, rw))
+                out.committed[key] += size
             else:
                 size = e.result - proc.brk
                 space.remove(e.result, proc.brk)
         proc.brk = e.result
     out.sizes[e.seq] = size
+
+
+def _origin(c: Classified, start: int, end: int, prot: int) -> _Origin:
+    """The region a call made, with its classification, phase and sequence number."""
+    e = c.event
+    return _Origin(
+        start, end, c.category, c.owner, c.role, c.object, prot, e.returned_ns, c.phase, e.seq
+    )
 
 
 def _attribute(snapshot: Memory, proc: _Process, out: _Bytes) -> None:
@@ -454,7 +468,7 @@ def _attribute(snapshot: Memory, proc: _Process, out: _Bytes) -> None:
             if owner is None:
                 out.kernel_resident.append((snapshot.pid, m.path, share))
             else:
-                out.resident.append((_key_of_region(owner, snapshot.pid), share))
+                out.resident[_key_of_region(owner, snapshot.pid)] += share
 
 
 # ---- summarize -----------------------------------------------------------------------------
@@ -462,8 +476,14 @@ def _attribute(snapshot: Memory, proc: _Process, out: _Bytes) -> None:
 
 def summarize(analysis: Analysis) -> Summary:
     """Every figure of the report for one analyzed trace."""
-    replay = _replay(analysis)
     events = analysis.events
+    keys = [_key_of(c) for c in events]
+    replay = _replay(analysis, keys)
+    # The calls of each key, found once for the four tables of roles: keys are few (a stack
+    # decides a key) and a table walks only the calls of the keys it wants.
+    calls_of: dict[_Key, list[int]] = {}
+    for i, key in enumerate(keys):
+        calls_of.setdefault(key, []).append(i)
     table, totals = _table(events, replay)
     objects = _objects(analysis, replay)
     summary = Summary(
@@ -472,8 +492,8 @@ def summarize(analysis: Analysis) -> Summary:
         totals=totals,
         upfront=_upfront(table, events, objects),
         objects=objects,
-        loader_data=_roles(events, replay, _is_loader_data),
-        allocator_roles=_roles(events, replay, lambda k: k.category == "allocator"),
+        loader_data=_roles(events, calls_of, replay, _is_loader_data),
+        allocator_roles=_roles(events, calls_of, replay, lambda k: k.category == "allocator"),
         allocator_startup=[
             _call_row(c, replay)
             for c in events
@@ -482,8 +502,8 @@ def summarize(analysis: Analysis) -> Summary:
         stacks=_stacks(analysis, replay),
         arenas=_arenas(analysis),
         threads=_threads(analysis),
-        own=_roles(events, replay, lambda k: k.category == "user", by_owner=True),
-        others=_roles(events, replay, lambda k: k.category in ("runtime", "other")),
+        own=_roles(events, calls_of, replay, lambda k: k.category == "user", by_owner=True),
+        others=_roles(events, calls_of, replay, lambda k: k.category in ("runtime", "other")),
         sentences=[],
     )
     summary.sentences = sentences(summary)
@@ -544,11 +564,11 @@ def _table(events: Sequence[Classified], replay: _Bytes) -> tuple[list[PhaseRow]
     cells: dict[tuple[str, str], Figures] = defaultdict(Figures)
     for c in events:
         cells[c.phase, c.category].add_call(c.event.syscall)
-    for key, n in replay.reserved:
+    for key, n in replay.reserved.items():
         cells[key.phase, key.category].reserved += n
-    for key, n in replay.committed:
+    for key, n in replay.committed.items():
         cells[key.phase, key.category].committed += n
-    for key, n in replay.resident:
+    for key, n in replay.resident.items():
         cells[key.phase, key.category].resident += n
     for _, _, n in replay.kernel_resident:
         cells["startup", KERNEL].resident += n
@@ -577,7 +597,7 @@ def _is_loader_data(key: _Key) -> bool:
 
 def _objects(analysis: Analysis, replay: _Bytes) -> list[ObjectRow]:
     resident: Counter[tuple[int, str]] = Counter()
-    for key, n in replay.resident:
+    for key, n in replay.resident.items():
         if _for_object(key) and key.object:
             resident[key.pid, key.object] += n
     for pid, path, n in replay.kernel_resident:
@@ -611,37 +631,44 @@ def _objects(analysis: Analysis, replay: _Bytes) -> list[ObjectRow]:
 
 
 def _roles(
-    events: Iterable[Classified],
+    events: Sequence[Classified],
+    calls_of: dict[_Key, list[int]],
     replay: _Bytes,
     wanted: Callable[[_Key], bool],
     by_owner: bool = False,
 ) -> list[RoleRow]:
-    """Calls grouped by category, owner, role (unless ``by_owner``) and phase, with figures."""
+    """Calls grouped by category, owner, role (unless ``by_owner``) and phase, with figures;
+    ``calls_of``: the index in ``events`` of each key's calls, keys in order of first call."""
+    idents: dict[tuple[str, str, str, str], list[list[int]]] = {}
+    for key, calls in calls_of.items():  # a few keys: the wanted ones' calls alone are walked
+        if wanted(key):
+            ident = (key.category, key.owner, "own calls" if by_owner else key.role, key.phase)
+            idents.setdefault(ident, []).append(calls)
     rows: dict[tuple[str, str, str, str], RoleRow] = {}
+    ordered = [
+        (parts[0] if len(parts) == 1 else sorted(itertools.chain(*parts)), ident)
+        for ident, parts in idents.items()
+    ]
+    for calls, ident in sorted(ordered, key=lambda pair: pair[0][0]):  # by their first call
+        made = rows[ident] = RoleRow(*ident, Figures(), {})
+        for i in calls:  # in trace order, as the sizes are listed
+            e = events[i].event
+            made.figures.add_call(e.syscall)
+            made.sizes.setdefault(e.syscall, []).append(replay.sizes.get(e.seq, 0))
 
-    def row_of(key: _Key, create: bool) -> RoleRow | None:
+    def row_of(key: _Key) -> RoleRow | None:
         if not wanted(key):
             return None
-        ident = (key.category, key.owner, "own calls" if by_owner else key.role, key.phase)
-        row = rows.get(ident)
-        if row is None and create:
-            row = rows[ident] = RoleRow(*ident, Figures(), {})
-        return row
+        return rows.get((key.category, key.owner, "own calls" if by_owner else key.role, key.phase))
 
-    for c in events:
-        row = row_of(_key_of(c), create=True)
-        if row is None:
-            continue
-        row.figures.add_call(c.event.syscall)
-        row.sizes.setdefault(c.event.syscall, []).append(replay.sizes.get(c.event.seq, 0))
-    for key, n in replay.reserved:
-        if (row := row_of(key, create=False)) is not None:
+    for key, n in replay.reserved.items():
+        if (row := row_of(key)) is not None:
             row.figures.reserved += n
-    for key, n in replay.committed:
-        if (row := row_of(key, create=False)) is not None:
+    for key, n in replay.committed.items():
+        if (row := row_of(key)) is not None:
             row.figures.committed += n
-    for key, n in replay.resident:
-        if (row := row_of(key, create=False)) is not None:
+    for key, n in replay.resident.items():
+        if (row := row_of(key)) is not None:
             row.figures.resident += n
     return list(rows.values())
 
@@ -709,13 +736,13 @@ def _stacks(analysis: Analysis, replay: _Bytes) -> StackFigures | None:
             released += e.length or 0
         elif e.syscall == "munmap" and e.result is not None:
             freed += e.length or 0
-    for key, n in replay.reserved:
+    for key, n in replay.reserved.items():
         if key.category == "thread-stack":
             figures.reserved += n
-    for key, n in replay.committed:
+    for key, n in replay.committed.items():
         if key.category == "thread-stack":
             figures.committed += n
-    for key, n in replay.resident:
+    for key, n in replay.resident.items():
         if key.category == "thread-stack":
             figures.resident += n
     stacks = sum(1 for c in calls if c.event.syscall == "mmap" and c.event.result is not None)
@@ -762,12 +789,18 @@ def _threads(analysis: Analysis) -> list[ThreadRow]:
     mains = _main_tids(analysis)
     rows: dict[int, ThreadRow] = {}
     for e in analysis.trace.events:
-        if isinstance(e, Exec | Spawn) and e.tid not in rows:
+        if isinstance(e, (Exec, Spawn)) and e.tid not in rows:  # not Exec | Spawn: built per test
             rows[e.tid] = ThreadRow(e.pid, e.tid, e.tid in mains, 0, {}, 0)
-    for c in analysis.events:
-        e = c.event
-        row = rows.setdefault(e.tid, ThreadRow(e.pid, e.tid, e.tid in mains, 0, {}, 0))
-        row.calls += 1
+    calls = Counter(c.event.tid for c in analysis.events)
+    if any(tid not in rows for tid in calls):  # threads seen by their calls alone (attached)
+        first_pid: dict[int, int] = {}
+        for c in analysis.events:
+            first_pid.setdefault(c.event.tid, c.event.pid)
+        for tid in calls:
+            if tid not in rows:
+                rows[tid] = ThreadRow(first_pid[tid], tid, tid in mains, 0, {}, 0)
+    for tid, n in calls.items():
+        rows[tid].calls += n
     for a in analysis.arenas:
         if a.kind == "thread stack":
             continue
