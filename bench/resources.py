@@ -40,17 +40,22 @@ def peak_rss(
 
 
 # Run in a fresh interpreter, so that nothing the bench imported or cached helps it.
+# summarize (the report's figures) is timed after, apart: analysis is read_trace + analyze.
 _ANALYZE = """
 import json, sys, time
 start = time.perf_counter()
 from analyzers.analysis import analyze
+from analyzers.summarize import summarize
 from tracer.traceformat import read_trace
 imported = time.perf_counter()
 trace = read_trace(sys.argv[1])
 read = time.perf_counter()
-analyze(trace)
+analysis = analyze(trace)
 done = time.perf_counter()
-print(json.dumps({"import": imported - start, "read": read - imported, "analyze": done - read}))
+summarize(analysis)
+summed = time.perf_counter()
+print(json.dumps({"import": imported - start, "read": read - imported, "analyze": done - read,
+                  "summarize": summed - done}))
 """
 
 
@@ -62,6 +67,7 @@ class AnalysisTime:
     imports: float
     read: float
     analyze: float
+    summarize: float  # the report's figures, on top (not part of the analysis)
     wall: float  # the whole subprocess, interpreter start-up included
     best: float
     runs: int
@@ -93,5 +99,5 @@ def _analysis_once(trace: Path) -> AnalysisTime:
     if proc.returncode != 0:
         raise BenchError(f"analysis of {trace} failed:\n{proc.stderr[-800:]}")
     parts = json.loads(proc.stdout.strip().splitlines()[-1])
-    read, analyzed = parts["read"], parts["analyze"]
-    return AnalysisTime(parts["import"], read, analyzed, wall, read + analyzed, 1)
+    read, analyzed, summed = parts["read"], parts["analyze"], parts["summarize"]
+    return AnalysisTime(parts["import"], read, analyzed, summed, wall, read + analyzed, 1)
