@@ -14,11 +14,10 @@ import bisect
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+from analyzers.addrspace import pages
 from analyzers.model import Classified
 from tracer.flags import MAP_FIXED, MAP_FIXED_NOREPLACE
 from tracer.records import Event, Exec, Exit, Spawn, Syscall
-
-_PAGE = 4096
 
 
 @dataclass
@@ -85,10 +84,6 @@ class _Space:
         other.starts = list(self.starts)
         other.pieces = list(self.pieces)
         return other
-
-
-def _pages(length: int | None) -> int:
-    return ((length or 0) + _PAGE - 1) & ~(_PAGE - 1)
 
 
 class _Replay:
@@ -225,14 +220,14 @@ class _Replay:
         if e.result is None:
             return
         if e.syscall == "mmap":
-            self.create(c, e.result, e.result + _pages(e.length))
+            self.create(c, e.result, e.result + pages(e.length))
         elif e.syscall == "munmap" and e.addr is not None:
-            end = e.addr + _pages(e.length)
+            end = e.addr + pages(e.length)
             self.remove(e.pid, e.addr, end, e.seq, e.ts_ns, "munmap", entered=True)
         elif e.syscall == "mremap" and e.addr is not None:
-            end = e.addr + _pages(e.length)
+            end = e.addr + pages(e.length)
             self.remove(e.pid, e.addr, end, e.seq, e.ts_ns, "mremap", entered=True)
-            self.create(c, e.result, e.result + _pages(e.new_length))
+            self.create(c, e.result, e.result + pages(e.new_length))
         elif e.syscall == "brk":
             current = self.breaks.get(e.pid)
             self.breaks[e.pid] = e.result

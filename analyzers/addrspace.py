@@ -7,6 +7,13 @@ from bisect import bisect_left, bisect_right
 import msgspec
 from msgspec.structs import replace
 
+PAGE = 4096
+
+
+def pages(length: int | None) -> int:
+    """The bytes a call of ``length`` maps or unmaps: whole pages (the kernel rounds up)."""
+    return ((length or 0) + PAGE - 1) & ~(PAGE - 1)
+
 
 # A msgspec Struct, like Classified: one is built per mapping call. Its fields are numbers and
 # strings (gc=False).

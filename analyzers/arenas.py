@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from analyzers.addrspace import pages
 from analyzers.model import Classified
 from tracer.records import Syscall
 
@@ -75,11 +76,7 @@ def arenas(classified: Sequence[Classified]) -> list[Arena]:
 
 def _whole(munmap: Syscall, arena: Arena) -> bool:
     """Does ``munmap`` unmap all of ``arena``'s reservation?"""
-    return munmap.syscall == "munmap" and (munmap.addr, _pages(munmap.length)) == (
+    return munmap.syscall == "munmap" and (munmap.addr, pages(munmap.length)) == (
         arena.addr,
-        _pages(arena.reserved),
+        pages(arena.reserved),
     )
-
-
-def _pages(length: int | None) -> int:
-    return ((length or 0) + 4095) & ~4095

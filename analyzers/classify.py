@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from msgspec.structs import replace
 
 from analyzers import heuristics
-from analyzers.addrspace import Region
+from analyzers.addrspace import Region, pages
 from analyzers.allocators import static_libc
 from analyzers.model import Classified, ProcessState
 from analyzers.phases import has_phase_records, phases_from_stacks
@@ -292,7 +292,7 @@ class Classifier:
         start = event.addr or 0
         if not _in_mapper_mapping(state, start):  # most munmaps: the program's own mapping
             return None
-        end = start + _pages(event.length)
+        end = start + pages(event.length)
         parts = state.space.overlapping(start, end)  # one mapping, split by mprotect or not
         if not parts or (parts[0].start, parts[-1].end) != (start, end):
             return None
@@ -400,7 +400,7 @@ class Classifier:
             if event.path:
                 state.add_library(os.path.basename(event.path))
             start = event.result
-            end = start + (((event.length or 0) + 4095) & ~4095)  # _pages, inline (hot)
+            end = start + (((event.length or 0) + 4095) & ~4095)  # pages(), inline (hot)
             state.space.add(
                 Region(
                     start,
@@ -423,19 +423,19 @@ class Classifier:
                 # A log without paths still shows each object's span: key it by its address.
                 state.spans[event.path or f"{_UNNAMED}{start:#x}"] = (start, end)
         elif event.syscall == "munmap" and event.addr is not None:
-            end = event.addr + (((event.length or 0) + 4095) & ~4095)  # _pages, inline
+            end = event.addr + (((event.length or 0) + 4095) & ~4095)  # pages(), inline
             state.space.remove(event.addr, end, event.ts_ns)
             if result.category == "loader":  # ld.so unmaps objects (dlclose, excess, cache)
                 if "ld.so.cache" in result.role or result.object == "/etc/ld.so.cache":
                     state.loader_done = True
                 state.forget_spans(event.addr, end)
         elif event.syscall == "mprotect" and event.addr is not None:
-            state.space.reprotect(event.addr, event.addr + _pages(event.length), event.prot or 0)
+            state.space.reprotect(event.addr, event.addr + pages(event.length), event.prot or 0)
         elif event.syscall == "mremap" and event.addr is not None:
             old = state.space.find(event.addr)
-            state.space.remove(event.addr, event.addr + _pages(event.length), event.ts_ns)
+            state.space.remove(event.addr, event.addr + pages(event.length), event.ts_ns)
             keep = old or Region(0, 0, result.category, result.owner, result.role, result.object)
-            start, end = event.result, event.result + _pages(event.new_length)
+            start, end = event.result, event.result + pages(event.new_length)
             state.space.add(replace(keep, start=start, end=end, made_ns=event.returned_ns))
         elif event.syscall == "brk":
             state.brk_calls += 1
@@ -458,7 +458,7 @@ def _name_alignment_reservation(
     and so is the range, until the excess is unmapped."""
     if result.segment == "align":
         if event.result is not None:
-            state.align = (event.result, event.result + _pages(event.length), len(out))
+            state.align = (event.result, event.result + pages(event.length), len(out))
         return
     if result.segment != "span" or state.align is None or result.object is None:
         return
@@ -521,11 +521,6 @@ def loader_names(exe: str) -> set[str]:
     if obj is not None and obj.interpreter:
         names.add(os.path.basename(obj.interpreter))
     return names
-
-
-def _pages(length: int | None) -> int:
-    size = length or 0
-    return (size + 4095) & ~4095
 
 
 def _object_at(state: ProcessState, addr: int) -> str | None:

@@ -28,7 +28,7 @@ from typing import NamedTuple
 
 from msgspec.structs import replace
 
-from analyzers.addrspace import AddressSpace, Region
+from analyzers.addrspace import PAGE, AddressSpace, Region, pages
 from analyzers.analysis import Analysis
 from analyzers.model import CATEGORIES, Classified
 from tracer import elf, flags
@@ -38,7 +38,6 @@ SYSCALL_KINDS = ("mmap", "munmap", "mprotect", "brk", "mremap", "madvise", "prct
 PHASES = ("startup", "main", "exit")
 KERNEL = "kernel"  # the row of what the kernel mapped at execve (no syscall of the program)
 ROW_CATEGORIES = (*CATEGORIES, KERNEL)
-PAGE = 4096
 KIB = 1024
 MIB = 1024 * KIB
 GIB = 1024 * MIB
@@ -294,10 +293,6 @@ def object_name(path: str) -> str:
     return os.path.basename(path)
 
 
-def _pages(length: int | None) -> int:
-    return ((length or 0) + PAGE - 1) & ~(PAGE - 1)
-
-
 # ---- the address-space replay --------------------------------------------------------------
 
 
@@ -390,14 +385,14 @@ def _apply(c: Classified, key: _Key, proc: _Process, out: _Bytes) -> None:
         return
     space = proc.space
     if e.syscall == "mmap":
-        start, end = e.result, e.result + _pages(e.length)
+        start, end = e.result, e.result + pages(e.length)
         prot = e.prot or 0
         space.add(_origin(c, start, end, prot))
         (out.committed if prot else out.reserved)[key] += end - start
     elif e.syscall == "munmap" and e.addr is not None:
-        space.remove(e.addr, e.addr + _pages(e.length), e.ts_ns)
+        space.remove(e.addr, e.addr + pages(e.length), e.ts_ns)
     elif e.syscall == "mprotect" and e.addr is not None:
-        start, end = e.addr, e.addr + _pages(e.length)
+        start, end = e.addr, e.addr + pages(e.length)
         prot = e.prot or 0
         if prot:
             opened = sum(
@@ -410,7 +405,7 @@ def _apply(c: Classified, key: _Key, proc: _Process, out: _Bytes) -> None:
         space.reprotect(start, end, prot)
     elif e.syscall == "mremap" and e.addr is not None:
         old = space.find(e.addr)
-        old_len, new_len = _pages(e.length), _pages(e.new_length)
+        old_len, new_len = pages(e.length), pages(e.new_length)
         space.remove(e.addr, e.addr + old_len, e.ts_ns)
         start, end = e.result, e.result + new_len
         if old is not None:
