@@ -185,3 +185,31 @@ def test_remembered_walks_give_the_stacks_python_gives(
     if case == "remapmodules":
         munmap, size = 11, Path(fixture("libplugin.so")).stat().st_size
         assert (munmap, size) in seen_by_python[:python_exits]
+
+
+def test_fast_exec_reports_a_failed_exec_on_the_pipe(tmp_path: Path) -> None:
+    """The C child reports what Python's did: ``E<errno>`` when execve fails (here EACCES, a
+    directory), after installing the filter; nothing but that line, and exit status 127."""
+    from tracer import seccomp
+
+    bpf = seccomp.Filter(seccomp.build_filter([9]))  # mmap: unseized, a traced call fails
+    run = fastloop.FilteredExec(str(tmp_path), [str(tmp_path)], {}, bpf)
+    go_r, go_w = os.pipe()
+    err_r, err_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(go_w)
+            os.close(err_r)
+            run.run(go_r, err_w)
+        finally:
+            os._exit(99)  # reached only if the C function returned
+    os.close(go_r)
+    os.close(err_w)
+    os.write(go_w, b"g")
+    os.close(go_w)
+    with os.fdopen(err_r, "rb") as reader:
+        report = reader.read()
+    _, status = os.waitpid(pid, 0)
+    assert report == b"E13\n"
+    assert os.waitstatus_to_exitcode(status) == 127

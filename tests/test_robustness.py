@@ -1167,3 +1167,37 @@ def test_interrupted_at_a_random_moment_the_trace_loads(tmp_path: Path, seed: in
     assert_nothing_left(pids=(pid,))
     lines = out.read_text().splitlines()
     assert all(json.loads(line) for line in lines), "every line is whole"
+
+
+def test_a_large_environment_does_not_stall_the_start(tmp_path: Path) -> None:
+    """Between installing the seccomp filter and exec the child must not allocate: a memory
+    syscall there stops it for the tracer, which is waiting for the exec. Python's os.execve
+    copied a 100 KB variable with an mmap and both waited for ever; fast_exec
+    (tracer/_fastloop.c) installs the filter and execs with arrays built before fork."""
+    env = {**os.environ, "ALLOCTRACE_TEST_BIG": "x" * 100_000}
+    out = tmp_path / "t.jsonl"
+    check = 'test "${#ALLOCTRACE_TEST_BIG}" -eq 100000'  # the program gets it whole
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "alloctrace",
+            "record",
+            "-q",
+            "-o",
+            str(out),
+            "--",
+            "sh",
+            "-c",
+            check,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    trace = alloctrace.load(out)
+    assert trace.complete and trace.footer is not None and trace.footer.status == 0
+    assert any(e.syscall == "mmap" for e in trace.syscalls())

@@ -14,10 +14,12 @@ import enum
 import functools
 import importlib.machinery
 import itertools
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
 from tracer import ptrace_adapter as pt
+from tracer import seccomp
 from tracer.errors import AlloctraceError
 
 # Lines written between two returns to Python; the loop returns when less than 512 bytes are
@@ -107,7 +109,38 @@ def _library() -> ctypes.CDLL:
     lib.fast_remember.restype = ctypes.c_int
     lib.fast_watch_signals.restype = None
     lib.fast_unwatch_signals.restype = None
+    lib.fast_exec.argtypes = (
+        ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_char_p,
+        ctypes.POINTER(ctypes.c_char_p), ctypes.POINTER(ctypes.c_char_p),
+    )  # fmt: skip
+    lib.fast_exec.restype = None
     return lib
+
+
+class FilteredExec:
+    """An execve under a seccomp filter, every argument laid out in C before fork.
+
+    The forked child calls :meth:`run` once the tracer may seize it: from there on nothing in
+    Python runs in the child (see fast_exec in tracer/_fastloop.c for why).
+    """
+
+    def __init__(
+        self, path: str, argv: Sequence[str], env: dict[str, str], bpf: seccomp.Filter
+    ) -> None:
+        def strings(items: Sequence[bytes]) -> ctypes.Array[ctypes.c_char_p]:
+            return (ctypes.c_char_p * (len(items) + 1))(*items, None)
+
+        self._lib = _library()
+        self._path = os.fsencode(path)
+        self._argv = strings([os.fsencode(a) for a in argv])
+        self._envp = strings([os.fsencode(k) + b"=" + os.fsencode(v) for k, v in env.items()])
+        self._bpf = bpf  # alive as long as this: the C code reads it
+
+    def run(self, go_fd: int, err_fd: int) -> None:
+        """Wait for the tracer's go on ``go_fd``, install the filter, exec. Returns only if
+        ctypes could not call the C function; failures are reported on ``err_fd`` as
+        ``S<errno>`` (filter refused) and ``E<errno>`` (exec failed)."""
+        self._lib.fast_exec(go_fd, err_fd, self._bpf.address, self._path, self._argv, self._envp)
 
 
 class FastLoop:

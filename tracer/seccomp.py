@@ -10,7 +10,6 @@ write...) never stop; like any filtered process's, they take the kernel's slower
 from __future__ import annotations
 
 import ctypes
-import errno
 import struct
 from collections.abc import Iterable
 
@@ -21,12 +20,9 @@ _BPF_RET_K = 0x06 | 0x00  # BPF_RET | BPF_K
 # include/uapi/linux/seccomp.h
 SECCOMP_RET_ALLOW = 0x7FFF0000
 SECCOMP_RET_TRACE = 0x7FF00000
-_SECCOMP_MODE_FILTER = 2
 # include/uapi/linux/audit.h: AUDIT_ARCH_X86_64 = EM_X86_64 | __AUDIT_ARCH_64BIT | LE
 AUDIT_ARCH_X86_64 = 0xC000003E
 # include/uapi/linux/prctl.h
-_PR_SET_NO_NEW_PRIVS = 38
-_PR_SET_SECCOMP = 22
 PR_SET_VMA = 0x53564D41
 # offsetof(struct seccomp_data, nr / arch / args[0]) (include/uapi/linux/seccomp.h)
 _OFF_NR, _OFF_ARCH, _OFF_ARG0 = 0, 4, 16
@@ -71,29 +67,15 @@ class _SockFprog(ctypes.Structure):
     _fields_ = (("len", ctypes.c_ushort), ("filter", ctypes.c_void_p))
 
 
-class Installer:
-    """Everything needed to install a filter, prepared before fork so the child only calls prctl."""
+class Filter:
+    """A BPF program laid out for prctl(PR_SET_SECCOMP), prepared before fork: the child passes
+    its address to fast_exec (tracer/_fastloop.c), which installs it right before execve."""
 
     def __init__(self, program: bytes) -> None:
         self._buffer = ctypes.create_string_buffer(program, len(program))
         self._fprog = _SockFprog(len(program) // 8, ctypes.addressof(self._buffer))
-        self._prctl = ctypes.CDLL(None, use_errno=True).prctl
-        self._prctl.restype = ctypes.c_int
 
-    def install(self) -> int:
-        """Install the filter in the calling process; 0 or the errno of the failure.
-
-        Sets no_new_privs only when the kernel demands it (not root): it would stop a setuid
-        program from gaining privilege even where ptrace would allow it (strace does the same).
-        """
-        arg = ctypes.addressof(self._fprog)
-        if self._prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.c_void_p(arg), 0, 0) == 0:
-            return 0
-        err = ctypes.get_errno()
-        if err != errno.EACCES:
-            return err
-        if self._prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
-            return ctypes.get_errno()
-        if self._prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.c_void_p(arg), 0, 0) == 0:
-            return 0
-        return ctypes.get_errno()
+    @property
+    def address(self) -> int:
+        """The address of its struct sock_fprog."""
+        return ctypes.addressof(self._fprog)

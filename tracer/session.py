@@ -223,11 +223,10 @@ class Session:
     def spawn(self, argv: list[str], env: dict[str, str]) -> int:
         """Fork and exec ``argv`` under ptrace; returns its pid once it runs the new program."""
         path = resolve_program(argv[0] if argv else "", env.get("PATH", os.defpath))
-        installer = (
-            seccomp.Installer(seccomp.build_filter((*MEMORY_SYSCALLS, _NR_PTRACE)))
-            if self._seccomp
-            else None
-        )
+        filtered = None
+        if self._seccomp:
+            bpf = seccomp.Filter(seccomp.build_filter((*MEMORY_SYSCALLS, _NR_PTRACE)))
+            filtered = fastloop.FilteredExec(path, argv, env, bpf)
         go_r, go_w = os.pipe()
         err_r, err_w = os.pipe()  # close-on-exec (PEP 446): EOF tells the parent exec happened
         pid = os.fork()
@@ -240,13 +239,10 @@ class Session:
                 with contextlib.suppress(ValueError):  # forked from a thread: not possible
                     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
                     signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
-                if os.read(go_r, 1) != b"g":  # not seized: never run untraced
-                    os._exit(code)
-                if installer is not None:
-                    failed = installer.install()
-                    if failed:
-                        os.write(err_w, b"S%d\n" % failed)
-                os.execve(path, argv, env)
+                if filtered is not None:
+                    filtered.run(go_r, err_w)  # in C from here: returns only if it could not run
+                elif os.read(go_r, 1) == b"g":  # not seized: never run untraced
+                    os.execve(path, argv, env)
             except OSError as exc:
                 os.write(err_w, b"E%d\n" % (exc.errno or 0))
             finally:
@@ -255,7 +251,7 @@ class Session:
         os.close(err_w)
         try:
             try:
-                pt.seize(pid, _OPTIONS | (pt.PTRACE_O_TRACESECCOMP if installer else 0))
+                pt.seize(pid, _OPTIONS | (pt.PTRACE_O_TRACESECCOMP if filtered else 0))
                 os.write(go_w, b"g")
             except BaseException:
                 _kill_and_reap(pid)  # killed before it reads EOF: it never runs untraced
