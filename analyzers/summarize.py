@@ -31,8 +31,9 @@ from msgspec.structs import replace
 from analyzers.addrspace import PAGE, AddressSpace, Region, pages
 from analyzers.analysis import Analysis
 from analyzers.model import CATEGORIES, Classified
+from analyzers.phases import has_phase_records
 from tracer import elf, flags
-from tracer.records import Exec, Memory, Phase, Spawn, Syscall
+from tracer.records import Exec, Memory, Spawn, Syscall
 
 SYSCALL_KINDS = ("mmap", "munmap", "mprotect", "brk", "mremap", "madvise", "prctl")
 PHASES = ("startup", "main", "exit")
@@ -532,7 +533,7 @@ def _header(analysis: Analysis, replay: _Bytes) -> HeaderFacts:
         failed=sum(1 for e in syscalls if e.result is None),
         decided_by=dict(Counter(c.decided_by for c in analysis.events)),
         stacks=bool(trace.header.options.get("stacks", bool(trace.stacks))),
-        phases_known=any(isinstance(e, Phase) for e in trace.events) or bool(trace.stacks),
+        phases_known=has_phase_records(trace) or bool(trace.stacks),
         resident_known=replay.resident_known,
         machine={k: str(v) for k, v in trace.header.machine.items()},
     )

@@ -28,7 +28,7 @@ import pytest
 
 import alloctrace
 from alloctrace.api import Trace
-from tests.helpers import FIXTURES, ROOT, fixture, parse_reports, syscalls_of
+from tests.helpers import FIXTURES, ROOT, fixture, parse_reports, record, syscalls_of
 from tracer import procfs
 from tracer.errors import AlloctraceError
 from tracer.recording import machine_facts
@@ -1175,29 +1175,10 @@ def test_a_large_environment_does_not_stall_the_start(tmp_path: Path) -> None:
     copied a 100 KB variable with an mmap and both waited for ever; fast_exec
     (tracer/_fastloop.c) installs the filter and execs with arrays built before fork."""
     env = {**os.environ, "ALLOCTRACE_TEST_BIG": "x" * 100_000}
-    out = tmp_path / "t.jsonl"
     check = 'test "${#ALLOCTRACE_TEST_BIG}" -eq 100000'  # the program gets it whole
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "alloctrace",
-            "record",
-            "-q",
-            "-o",
-            str(out),
-            "--",
-            "sh",
-            "-c",
-            check,
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    trace = alloctrace.load(out)
+    run = record(tmp_path, ["sh", "-c", check], "-q", env=env)
+    assert run.returncode == 0, run.stderr
+    trace = run.trace
+    assert trace is not None
     assert trace.complete and trace.footer is not None and trace.footer.status == 0
     assert any(e.syscall == "mmap" for e in trace.syscalls())
