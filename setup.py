@@ -1,10 +1,14 @@
-"""Only the C part of the tracer's hot loop; everything else is declared in pyproject.toml."""
+"""The C parts (the tracer's hot loop, the address-space replay); the rest is in pyproject.toml."""
 
 from setuptools import Extension, setup
 
-# A plain shared library that tracer/fastloop.py loads with ctypes (no Python API inside).
 setup(
     ext_modules=[
-        Extension("tracer._fastloop", ["tracer/_fastloop.c"], extra_compile_args=["-O2", "-Wall"])
+        # A plain shared library that tracer/fastloop.py loads with ctypes (no Python API inside).
+        Extension("tracer._fastloop", ["tracer/_fastloop.c"], extra_compile_args=["-O2", "-Wall"]),
+        # A CPython extension: the address-space replay's data structure (analyzers/addrspace.py).
+        Extension(
+            "analyzers._addrspace", ["analyzers/_addrspace.c"], extra_compile_args=["-O2", "-Wall"]
+        ),
     ]
 )

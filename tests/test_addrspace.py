@@ -5,9 +5,12 @@ nothing is, an unmap of exactly one region) give what the general path gives."""
 from __future__ import annotations
 
 import itertools
+import sys
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from msgspec.structs import replace
 
 from analyzers.addrspace import AddressSpace, Region
 
@@ -61,3 +64,61 @@ def test_unmapping_what_was_mapped_leaves_nothing() -> None:
         space.add(Region(0x1000, 0x2000, "user", "p", "own call"))
         space.remove(0x1000, 0x2000)
     assert space.overlapping(0, 1 << 64) == []
+
+
+def test_copies_are_independent_and_references_balance() -> None:
+    """The C space holds a reference to each region it keeps, and only those: after cuts,
+    removals, a copy and the space's end, every region is back to the references it had."""
+    made = [
+        Region(n * 0x1000, (n + 2) * 0x1000, "user", f"call {n}", "own call") for n in range(40)
+    ]
+    before = [sys.getrefcount(r) for r in made]
+    space = AddressSpace()
+    for region in made:  # each overlaps the one before: cut, then mapped over
+        space.add(region)
+    del region  # the loop's own reference
+    fork = space.copy()
+    assert type(fork) is AddressSpace
+    space.remove(0x5000, 0x9000)
+    space.reprotect(0x10000, 0x14800, 1)
+    assert fork.find(0x6000) == replace(made[6], end=0x7000)  # cut by call 7's mapping
+    assert fork.find(0x28000) is made[39]
+    assert space.find(0x6000) is None
+    assert [r.prot for r in space.overlapping(0x10000, 0x15000)] == [1, 1, 1, 1, 1, 0]
+    assert len(fork.overlapping(0, 1 << 64)) == 40
+    del space, fork
+    assert [sys.getrefcount(r) for r in made] == before
+
+
+def test_addresses_outside_the_machines_range_are_clamped_not_fatal() -> None:
+    """Only a corrupt trace holds them: negative addresses count as 0 and those past 2**64 as
+    its end, so the space neither fails nor crashes on them."""
+    space = AddressSpace()
+    space.add(Region(-0x2000, 0x1000, "user", "p", "own call"))
+    space.add(Region(1 << 70, (1 << 70) + 0x1000, "user", "q", "own call"))  # empty once clamped
+    assert [r.owner for r in space.overlapping(-(1 << 80), 1 << 80)] == ["p"]
+    space.remove(-5, 1 << 90, -(1 << 100))
+    assert space.overlapping(0, 1 << 64) == [Region(-0x2000, 0x1000, "user", "p", "own call")]
+    space.remove(-5, 1 << 90)
+    assert space.find(0) is None
+
+
+@pytest.mark.parametrize(
+    ("call", "args", "error"),
+    [
+        ("find", ("0x1000",), TypeError),
+        ("remove", (1,), TypeError),
+        ("remove", (0, 0x1000, "later"), TypeError),
+        ("reprotect", (0, None, 1), TypeError),
+        ("add", (object(),), AttributeError),
+    ],
+)
+def test_wrong_arguments_raise_errors(
+    call: str, args: tuple[object, ...], error: type[Exception]
+) -> None:
+    """As the Python class did: an exception, never a crash, and the space unchanged."""
+    space = AddressSpace()
+    space.add(Region(0, 0x1000, "user", "p", "own call"))
+    with pytest.raises(error):
+        getattr(space, call)(*args)
+    assert space.overlapping(0, 1 << 64) == [Region(0, 0x1000, "user", "p", "own call")]
