@@ -20,7 +20,6 @@ from pathlib import Path
 from analyzers.loader import LoadedObject
 from analyzers.model import Classified
 from tracer import elf
-from tracer.records import Exec
 from tracer.traceformat import TraceData
 
 # File name pattern, the allocator's name, and a regex finding its version in the library.
@@ -125,7 +124,7 @@ def detect(
 ) -> dict[int, AllocatorInfo]:
     """The allocator of every process that ran a program in this trace (``events``, its
     classified calls, reveal an allocator linked into another object)."""
-    exes = {e.pid: e.path for e in trace.events if isinstance(e, Exec)}
+    exes = {e.pid: e.path for e in trace.execs()}
     linked_in = _linked_in(events)
     by_pid: dict[int, list[LoadedObject]] = {}
     for obj in objects:

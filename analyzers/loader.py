@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from analyzers.model import Classified
 from analyzers.symbols import ResolvedFrame
 from tracer import elf
-from tracer.records import Exec, Syscall
+from tracer.records import Syscall
 from tracer.traceformat import TraceData
 
 _DLOPEN = re.compile(r"dlopen.*|__dlopen.*|_dl_open|dl_open_worker.*|dlmopen.*|__libc_dlopen.*")
@@ -79,16 +79,15 @@ def loaded_objects(
     preloaded = _preloaded(trace)
     objects: dict[tuple[int, str], LoadedObject] = {}
     order: dict[int, list[LoadedObject]] = {}
-    for event in trace.events:
-        if isinstance(event, Exec):
-            order[event.pid] = []
-            exe = LoadedObject(event.pid, event.path, "kernel", first_seq=event.seq)
-            objects[event.pid, event.path] = exe
-            order[event.pid].append(exe)
+    for event in trace.execs():
+        order[event.pid] = []
+        exe = LoadedObject(event.pid, event.path, "kernel", first_seq=event.seq)
+        objects[event.pid, event.path] = exe
+        order[event.pid].append(exe)
     for c in classified:
-        e = c.event
         if c.category != "loader" or not c.object or c.object == "/etc/ld.so.cache":
             continue
+        e = c.event
         key = (e.pid, c.object)
         entry = objects.get(key)
         if entry is None:
