@@ -163,7 +163,30 @@ class Classifier:
                         None,
                         phase,
                     )
-                    self._remember(event, result, state)
+                    # _remember's replay of the two calls most programs make, inline: the frame
+                    # it saves is 8% of analyze's instructions on threadbench's trace (measured).
+                    if event.result is None:
+                        pass  # failed: nothing changed
+                    elif event.syscall == "munmap" and event.addr is not None:
+                        end = event.addr + (((event.length or 0) + 4095) & ~4095)  # pages()
+                        state.space.remove(event.addr, end, event.ts_ns)
+                    elif event.syscall == "mmap" and not event.path:
+                        state.seen_mmap = True
+                        start = event.result
+                        state.space.add(
+                            Region(
+                                start,
+                                start + (((event.length or 0) + 4095) & ~4095),  # pages()
+                                verdict.category,
+                                verdict.owner,
+                                verdict.role,
+                                verdict.object,
+                                event.prot or 0,
+                                event.ts_ns + event.dur_ns,  # returned_ns
+                            )
+                        )
+                    else:
+                        self._remember(event, result, state)
                     out.append(result)
                     continue
                 result = self._classify_one(event, verdict, state)
