@@ -31,7 +31,7 @@ system-packages:
 		fi; \
 	fi
 
-$(STAMP): pyproject.toml setup.py tracer/_fastloop.c analyzers/_addrspace.c
+$(STAMP): pyproject.toml setup.py tracer/_fastloop.c tracer/_lines.c analyzers/_addrspace.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev,notebook]'

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import msgspec
 
-from tracer.errors import AlloctraceError
+from tracer.errors import not_built
 
 try:  # in C (analyzers/_addrspace.c says why); its regions are the Regions below
     from analyzers._addrspace import AddressSpace
-except ImportError as exc:  # an install that skipped the C build: one line, naming the fix
-    raise AlloctraceError(
-        "analyzers/_addrspace.c is not built: reinstall alloctrace "
-        "(`make setup`, or `pip install -e .` in the repository)"
-    ) from exc
+except ImportError as exc:  # an install that skipped the C build
+    raise not_built("analyzers/_addrspace.c") from exc
 
 __all__ = ["PAGE", "AddressSpace", "Region", "pages"]
 

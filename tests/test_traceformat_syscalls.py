@@ -16,7 +16,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from tracer import traceformat
+from tracer import _lines, traceformat
 from tracer.errors import TraceFormatError
 from tracer.records import Exit, Syscall
 from tracer.traceformat import read_trace
@@ -154,3 +154,24 @@ def test_chunks_of_any_size_read_the_same(
     (tmp_path / "cut.jsonl").write_text(cut)
     with pytest.raises(TraceFormatError, match=":43: line is cut short"):
         read_trace(tmp_path / "cut.jsonl")
+
+
+@given(st.lists(st.sampled_from(["sy", "s", "", "x", "sysy", "syx"]), max_size=12), st.data())
+def test_the_line_scan_matches_splitting_the_lines(lines: list[str], data: st.DataObject) -> None:
+    """tracer/_lines.c against the lines Python splits: where the lines not starting with the
+    prefix start, their numbers, and how many lines end with a newline, from any start offset
+    and with or without a last line cut short."""
+    chunk = ("\n".join(lines) + data.draw(st.sampled_from(["", "\n", "\nsy", "\nx"]))).encode()
+    start = data.draw(st.integers(0, len(chunk)))
+    stop = data.draw(st.integers(start, len(chunk)))
+    whole = chunk[start:stop]
+    offsets, numbers, at = [], [], start
+    for number, line in enumerate(whole.split(b"\n")):
+        if at == stop:
+            break
+        if not line.startswith(b"sy"):
+            offsets.append(at)
+            numbers.append(number)
+        at += len(line) + 1
+    expected = (offsets, numbers, whole.count(b"\n"))
+    assert _lines.scan(bytearray(chunk), start, stop, b"sy") == expected

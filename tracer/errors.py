@@ -16,3 +16,12 @@ class TraceFormatError(AlloctraceError):
         self.path = path
         self.line = line
         self.why = why
+
+
+def not_built(what: str) -> AlloctraceError:
+    """The error for a C part the install did not compile (``what``: its source, and where it
+    was looked for): one line, naming the fix."""
+    return AlloctraceError(
+        f"{what} is not built: reinstall alloctrace "
+        "(`make setup`, or `pip install -e .` in the repository)"
+    )

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from tracer import ptrace_adapter as pt
 from tracer import seccomp
-from tracer.errors import AlloctraceError
+from tracer.errors import not_built
 
 # Lines written between two returns to Python; the loop returns when less than 512 bytes are
 # left (and after 50 ms of stops), so a full buffer holds about 5,000 calls.
@@ -74,10 +74,7 @@ def locate_library(here: Path) -> Path:
         candidate = here / f"_fastloop{suffix}"
         if candidate.exists():
             return candidate
-    raise AlloctraceError(
-        f"tracer/_fastloop.c is not built in {here}: reinstall alloctrace "
-        "(`make setup`, or `pip install -e .` in the repository)"
-    )
+    raise not_built(f"tracer/_fastloop.c in {here}")
 
 
 def require() -> None:

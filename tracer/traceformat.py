@@ -14,7 +14,6 @@ import gc
 import io
 import json
 import os
-import re
 import tempfile
 import time
 import types
@@ -26,7 +25,7 @@ from typing import Any
 
 import msgspec
 
-from tracer.errors import AlloctraceError, TraceFormatError
+from tracer.errors import AlloctraceError, TraceFormatError, not_built
 from tracer.records import (
     FORMAT_NAME,
     FORMAT_VERSION,
@@ -46,6 +45,11 @@ from tracer.records import (
     Syscall,
     field_names,
 )
+
+try:  # the reader's line scan, in C (tracer/_lines.c says why)
+    from tracer import _lines
+except ImportError as exc:  # an install that skipped the C build
+    raise not_built("tracer/_lines.c") from exc
 
 _RECORD_TYPES: dict[str, type[Any]] = {
     cls.KIND: cls
@@ -467,22 +471,22 @@ def _read_chunk(
     syscall lines in one go, straight from the chunk. Returns the last line's number."""
     version = data.header.version
     end = max(chunk.rfind(b"\n", start, stop) + 1, start)  # then a last line cut short, if any
-    if version == FORMAT_VERSION and end > start:
-        # Syscall lines are nearly every line of a big trace: where the others start, found by
-        # a scan in C (12 ms for mmapbench's 18 MB, against 55 ms for splitting it into lines,
-        # testing each and joining the runs again; measured).
-        others = [] if chunk.startswith(_SYSCALL_PREFIX, start) else [start]
-        others.extend(m.end() for m in _other_lines().finditer(chunk, start, end - 1))
-    else:  # older versions go through _upgrade
+    if version == FORMAT_VERSION:
+        # Syscall lines are nearly every line of a big trace: where the others start, and the
+        # number of each line, from one pass in C (tracer/_lines.c says what it saves).
+        others, numbers, lines = _lines.scan(chunk, start, end, _SYSCALL_PREFIX)
+    else:  # older versions go through _upgrade, line by line
         others = _line_starts(chunk, start, end)
+        numbers, lines = list(range(len(others))), len(others)
     others.append(end)
-    at = start
-    for other in others:
+    numbers.append(lines)
+    at, line = start, 0  # the number of the line at ``at``, counted from ``start``
+    for other, number in zip(others, numbers, strict=True):
         if at < other:
-            lineno = _read_syscalls(data, name, lineno, chunk, at, other)
+            lineno = _read_syscalls(data, name, lineno, chunk, at, other, number - line)
         if other == end:
             break
-        at = chunk.find(b"\n", other) + 1
+        at, line = chunk.find(b"\n", other) + 1, number + 1
         lineno += 1
         _read_line(data, name, lineno, _text(name, lineno, chunk[other:at]), version)
     if end < stop:  # the line-by-line path says it is cut short
@@ -502,13 +506,6 @@ def _line_starts(chunk: bytearray, start: int, end: int) -> list[int]:
     return out
 
 
-@functools.cache
-def _other_lines() -> re.Pattern[bytes]:
-    """A newline followed by a line that is not a syscall line. Compiled on the first read: the
-    tracer, which only writes, imports this module at start-up."""
-    return re.compile(b"\n(?!" + re.escape(_SYSCALL_PREFIX) + b")")
-
-
 # How the writer starts every syscall line (record_to_dict puts ``kind`` first, and so does the
 # tracer's hand-encoded hot path).
 _SYSCALL_PREFIX = b'{"kind":"syscall",'
@@ -526,15 +523,14 @@ def _syscall_decoder() -> Callable[[memoryview], list[Syscall]]:
 
 
 def _read_syscalls(
-    data: TraceData, name: str, lineno: int, chunk: bytearray, start: int, end: int
+    data: TraceData, name: str, lineno: int, chunk: bytearray, start: int, end: int, lines: int
 ) -> int:
-    """Syscall records of the lines of ``chunk[start:end]`` (following line ``lineno``), decoded
-    with one msgspec call; line by line on the checking path when that fails, for the error or
-    for the odd line that only the checking path takes (a lone surrogate in a path). Returns
-    the last line's number."""
+    """Syscall records of the ``lines`` lines of ``chunk[start:end]`` (following line
+    ``lineno``), decoded with one msgspec call; line by line on the checking path when that
+    fails, for the error or for the odd line that only the checking path takes (a lone surrogate
+    in a path). Returns the last line's number."""
     if data.footer is not None:
         raise TraceFormatError(name, lineno + 1, "records after the footer")
-    lines = chunk.count(b"\n", start, end)
     try:
         calls = _syscall_decoder()(memoryview(chunk)[start:end])
     except (ValueError, RecursionError):  # msgspec.DecodeError and UnicodeDecodeError too
