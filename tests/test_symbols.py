@@ -229,3 +229,28 @@ def test_report_of_a_missing_trace_is_one_line(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("alloctrace:")
+
+
+@needs_gcc
+def test_the_plainest_alias_names_an_address(tmp_path: Path) -> None:
+    """Of the symbols at one address: the fewest leading underscores, then global over weak
+    over local, then the shortest name; whichever order the table lists them in."""
+    src = tmp_path / "aliases.c"
+    src.write_text(
+        "int __impl_one(int x) { return x + 1; }\n"
+        'int __libc_one(int) __attribute__((alias("__impl_one")));\n'
+        'int one(int) __attribute__((weak, alias("__impl_one")));\n'
+        'int _one(int) __attribute__((alias("__impl_one")));\n'
+        "static int two_local(int x) { return x * 2; }\n"
+        'int two_weak(int) __attribute__((weak, alias("two_local")));\n'
+        'int two_global_name(int) __attribute__((alias("two_local")));\n'
+        "int three(int x) { return x * 3; }\n"
+    )
+    lib = tmp_path / "libaliases.so"
+    subprocess.run(["gcc", "-O1", "-shared", "-fPIC", "-o", str(lib), str(src)], check=True)
+    obj = elf.open_elf(str(lib))
+    assert obj is not None
+    symbols = obj.function_symbols()
+    found = {symbols.lookup(symbols.starts[i])[0] for i in range(len(symbols.starts))}
+    assert {"one", "two_global_name", "three"} <= found
+    assert not found & {"__impl_one", "__libc_one", "_one", "two_local", "two_weak"}
