@@ -126,7 +126,7 @@ static int reserve(Space *s, Py_ssize_t len) {
     return 0;
 }
 
-/* n entries in place of the `gone` at i, whose references the caller dropped; reserve() first. */
+/* n entries in place of the `gone` at i (the caller releases their regions); reserve() first. */
 static void splice(Space *s, Py_ssize_t i, Py_ssize_t gone, const Entry *put, Py_ssize_t n) {
     Py_ssize_t len = s->len - gone + n;
     memmove(s->items + i + n, s->items + i + gone, (size_t)(s->len - i - gone) * sizeof(Entry));
@@ -135,7 +135,7 @@ static void splice(Space *s, Py_ssize_t i, Py_ssize_t gone, const Entry *put, Py
     s->len = len;
 }
 
-/* replace(region, **{field: value}) for one or two fields, as a new entry. */
+/* replace(region, **kwargs) as a new entry, which owns the new region. */
 static int cut(PyObject *region, PyObject *kwargs, Entry *out) {
     PyObject *args = PyTuple_Pack(1, region);
     if (!args)
@@ -151,6 +151,7 @@ static int cut(PyObject *region, PyObject *kwargs, Entry *out) {
     return 0;
 }
 
+/* cut() of one field. */
 static int cut_at(PyObject *region, PyObject *field, PyObject *value, Entry *out) {
     PyObject *kwargs = PyDict_New();
     if (!kwargs || PyDict_SetItem(kwargs, field, value) < 0) {
