@@ -253,11 +253,19 @@ static int do_add(Space *s, PyObject *region) {
     return 0;
 }
 
-static PyObject *wrong_arguments(const char *name, int lo, int hi, Py_ssize_t given) {
-    if (lo == hi)
-        return PyErr_Format(PyExc_TypeError, "%s() takes %d arguments (%zd given)", name, lo, given);
-    return PyErr_Format(PyExc_TypeError, "%s() takes %d to %d arguments (%zd given)", name, lo, hi,
-                        given);
+/* The [start, end) a method's first two arguments give, after checking that it has lo to hi
+ * arguments: -1 with an exception when not. */
+static int range_args(const char *name, PyObject *const *args, Py_ssize_t nargs, int lo, int hi,
+                      unsigned long long *start, unsigned long long *end) {
+    if (nargs < lo || nargs > hi) {
+        if (lo == hi)
+            PyErr_Format(PyExc_TypeError, "%s() takes %d arguments (%zd given)", name, lo, nargs);
+        else
+            PyErr_Format(PyExc_TypeError, "%s() takes %d to %d arguments (%zd given)", name, lo,
+                         hi, nargs);
+        return -1;
+    }
+    return to_key(args[0], start) < 0 || to_key(args[1], end) < 0 ? -1 : 0;
 }
 
 /* -- the Python type ------------------------------------------------------------------------ */
@@ -295,9 +303,7 @@ static PyObject *overlapping(Space *s, unsigned long long start, unsigned long l
 
 static PyObject *space_overlapping(Space *s, PyObject *const *args, Py_ssize_t nargs) {
     unsigned long long start, end;
-    if (nargs < 2 || nargs > 2)
-        return wrong_arguments("overlapping", 2, 2, nargs);
-    if (to_key(args[0], &start) < 0 || to_key(args[1], &end) < 0)
+    if (range_args("overlapping", args, nargs, 2, 2, &start, &end) < 0)
         return NULL;
     return overlapping(s, start, end);
 }
@@ -306,9 +312,7 @@ static PyObject *space_remove(Space *s, PyObject *const *args, Py_ssize_t nargs)
     unsigned long long start, end;
     long long entered = 0;
     int timed = 0;
-    if (nargs < 2 || nargs > 3)
-        return wrong_arguments("remove", 2, 3, nargs);
-    if (to_key(args[0], &start) < 0 || to_key(args[1], &end) < 0)
+    if (range_args("remove", args, nargs, 2, 3, &start, &end) < 0)
         return NULL;
     if (nargs == 3 && args[2] != Py_None) {
         if (to_time(args[2], &entered) < 0)
@@ -328,9 +332,7 @@ static PyObject *space_add(Space *s, PyObject *region) {
 
 static PyObject *space_reprotect(Space *s, PyObject *const *args, Py_ssize_t nargs) {
     unsigned long long start, end;
-    if (nargs < 3 || nargs > 3)
-        return wrong_arguments("reprotect", 3, 3, nargs);
-    if (to_key(args[0], &start) < 0 || to_key(args[1], &end) < 0)
+    if (range_args("reprotect", args, nargs, 3, 3, &start, &end) < 0)
         return NULL;
     PyObject *parts = overlapping(s, start, end);
     if (!parts)
