@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import gc
 
-# Importing typer and the CLI creates some 30,000 objects that live as long as the process
-# (modules, classes, functions); the collector's passes over them find nothing and cost 4-5 ms
-# of every start (measured). It is off until this module is loaded, and then they are frozen
-# out of its way (enabling it alone would make its next pass walk them all).
-_COLLECTING = gc.isenabled()
-gc.disable()
+from alloctrace.collector import freeze_and_resume, pause
+
+# Off while typer and the CLI are imported, until the end of this module (alloctrace/collector.py).
+_COLLECTING = pause()
 
 import importlib
 import sys
@@ -213,6 +211,4 @@ def main() -> None:
         gc.freeze()
 
 
-gc.freeze()
-if _COLLECTING:
-    gc.enable()
+freeze_and_resume(_COLLECTING)

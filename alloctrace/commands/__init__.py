@@ -3,12 +3,9 @@ live here."""
 
 from __future__ import annotations
 
-import contextlib
 import enum
-import gc
 import os
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TextIO
 
@@ -19,25 +16,6 @@ if TYPE_CHECKING:
 
 # Options end at the program's name: everything after it belongs to the program.
 PROGRAM_CONTEXT = {"allow_interspersed_args": False, "ignore_unknown_options": True}
-
-
-@contextlib.contextmanager
-def imports_frozen() -> Iterator[None]:
-    """No garbage collection inside, and what was made there is frozen out of the collector's
-    way: for a command's imports of the tracer or the analyzers.
-
-    Like the CLI's own (alloctrace/cli.py), they create objects that live as long as the
-    process, and the collector's passes over them find nothing: 4-5 ms of a record's start-up
-    (measured).
-    """
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.freeze()
-        if collecting:
-            gc.enable()
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:

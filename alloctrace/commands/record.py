@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from alloctrace.commands import QuietOption, fail, imports_frozen
+from alloctrace.collector import imports_frozen
+from alloctrace.commands import QuietOption, fail
 from tracer.errors import AlloctraceError
 
 if TYPE_CHECKING:

@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from alloctrace.collector import imports_frozen
 from alloctrace.commands import (
     ColorMode,
     ColorOption,
     QuietOption,
     RulesOption,
     fail,
-    imports_frozen,
     report_color,
     ruleset,
 )
